@@ -1,0 +1,83 @@
+// Package store moves opaque image files (segments, manifests, labels) to and
+// from a place: a local directory, an S3-compatible bucket, and later a set of
+// courier volumes. It knows nothing of the container format (it must not
+// import format): keys are slash-separated relative names such as
+// "manifest.ssm" or "data/00000000.seg", identical in every implementation, so
+// a directory copied out of a bucket with any S3 tool is a valid image.
+//
+// The interface is small and every call takes a context first (restic's
+// backend, kopia's blob.Storage). Retry, rate limiting and fault injection are
+// wrappers in their own packages, not flags inside implementations.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"time"
+)
+
+// ErrNotExist is returned (wrapped) when a key does not exist. It is the same
+// value as fs.ErrNotExist so that errors from package os match it for free.
+var ErrNotExist = fs.ErrNotExist
+
+// ErrPermanent marks failures that retrying cannot fix: bad credentials, a
+// missing bucket, access denied, no space left. Callers test it with
+// errors.Is; the CLI maps it to exit code 2 before reading any source data.
+var ErrPermanent = errors.New("store: permanent failure")
+
+// Info describes one stored object.
+type Info struct {
+	Key     string    // slash-separated key relative to the store root
+	Size    int64     // size in bytes
+	ModTime time.Time // last modification time, if the store knows it
+}
+
+// Store is the minimal set of operations seedship needs from a place that
+// holds an image. Implementations must be safe for concurrent use.
+type Store interface {
+	// Put stores the bytes read from r under key. size is the exact length,
+	// or -1 when unknown. The object becomes visible under key only once it
+	// is complete and durable: a reader never observes a partial object.
+	// Cancelling ctx aborts the write and leaves no object under key.
+	Put(ctx context.Context, key string, r io.Reader, size int64) error
+
+	// Get returns a reader for length bytes of key starting at off; a
+	// negative length means to the end. Reading fewer bytes than asked for
+	// (a short object) yields io.ErrUnexpectedEOF, never a silent short
+	// read. The caller closes the reader. A missing key wraps ErrNotExist.
+	Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error)
+
+	// Stat returns the Info of key, or an error wrapping ErrNotExist.
+	Stat(ctx context.Context, key string) (Info, error)
+
+	// List calls fn for every key that begins with prefix, in lexical
+	// order, in the caller's goroutine. An error from fn stops the listing
+	// and is returned. Temporary objects of unfinished Puts are not listed.
+	List(ctx context.Context, prefix string, fn func(Info) error) error
+
+	// Delete removes key. Deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+
+	// String names the location for messages, e.g. "dir:/mnt/seed" or
+	// "s3://bucket/prefix".
+	String() string
+}
+
+// Connections is an optional ability: a store that reports how many
+// requests it serves well in parallel, used to size worker pools.
+type Connections interface {
+	Connections() int
+}
+
+// ConnectionsOf returns s's preferred parallelism, or def when s does not say.
+func ConnectionsOf(s Store, def int) int {
+	if c, ok := s.(Connections); ok && c.Connections() > 0 {
+		return c.Connections()
+	}
+	return def
+}
+
+// IsPermanent reports whether err is a failure that retrying cannot fix.
+func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
