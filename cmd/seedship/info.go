@@ -1,0 +1,111 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/seedship/seedship/engine"
+	"github.com/seedship/seedship/format"
+)
+
+func infoCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "info",
+		Usage:     "show what a seed image holds",
+		ArgsUsage: "IMAGE",
+		Description: commandHelp(`
+Reads and checks the manifest of IMAGE and prints what an operator needs: the source, its size
+and SHA-256 (compare with 'sha256sum /dev/X' on either side), chunking, compression, segments
+and capture times. It reads no chunk data; use 'seedship verify' for that.`),
+		Flags:  outputFlags(),
+		Action: runInfo,
+	}
+}
+
+// infoJSON is info's --json output.
+type infoJSON struct {
+	Image          string        `json:"image"`
+	FormatVersion  int           `json:"format_version"`
+	ImageID        string        `json:"image_id"`
+	Tool           string        `json:"tool"`
+	Size           int64         `json:"size"`
+	ChunkSize      int           `json:"chunk_size"`
+	BlockSize      int           `json:"block_size"`
+	Chunks         uint64        `json:"chunks"`
+	ZeroChunks     uint64        `json:"zero_chunks"`
+	StoredBytes    int64         `json:"stored_bytes"`
+	Segments       int           `json:"segments"`
+	SHA256         string        `json:"sha256"`
+	ManifestSHA256 string        `json:"manifest_sha256"`
+	Compression    any           `json:"compression"`
+	Source         format.Source `json:"source"`
+	CaptureStart   time.Time     `json:"capture_start"`
+	CaptureEnd     time.Time     `json:"capture_end"`
+}
+
+func runInfo(c *cli.Context) error {
+	args, err := positional(c, "IMAGE")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(c.Context, args[0])
+	if err != nil {
+		return err
+	}
+	m, err := engine.OpenImage(c.Context, st)
+	if err != nil {
+		return err
+	}
+	h := m.Header
+	p := newPrinter(c, "info")
+	if p.json {
+		return p.emitJSON(infoJSON{Image: st.String(), FormatVersion: h.Version, ImageID: h.ImageID, Tool: h.Tool,
+			Size: h.Size, ChunkSize: h.ChunkSize, BlockSize: h.BlockSize, Chunks: h.Chunks, ZeroChunks: h.ZeroChunks,
+			StoredBytes: h.StoredBytes, Segments: len(m.Segments), SHA256: h.SHA256,
+			ManifestSHA256: hex.EncodeToString(m.Hash[:]), Compression: h.Compression, Source: h.Source,
+			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd})
+	}
+	var b strings.Builder
+	row := func(k, f string, a ...any) { fmt.Fprintf(&b, "%-16s %s\n", k+":", fmt.Sprintf(f, a...)) }
+	row("image", "%s", st)
+	row("format", "seedship v%d, image id %s, written by %s", h.Version, h.ImageID, h.Tool)
+	src := h.Source.Path + " (" + h.Source.Kind
+	if h.Source.Host != "" {
+		src += " on " + h.Source.Host
+	}
+	src += ")"
+	row("source", "%s", src)
+	for _, kv := range [][2]string{{"serial", h.Source.Serial}, {"wwn", h.Source.WWN}, {"model", h.Source.Model}} {
+		if kv[1] != "" {
+			row("  "+kv[0], "%s", kv[1])
+		}
+	}
+	for _, id := range h.Source.ByID {
+		row("  by-id", "%s", id)
+	}
+	row("size", "%s (%d bytes)", human(h.Size), h.Size)
+	row("sha256", "%s", h.SHA256)
+	row("chunks", "%d × %s, %d zero (%s not stored), block digests every %s", h.Chunks, human(int64(h.ChunkSize)),
+		h.ZeroChunks, human(int64(h.ZeroChunks)*int64(h.ChunkSize)), human(int64(h.BlockSize)))
+	ratio := 0.0
+	if h.Size > 0 {
+		ratio = 100 * float64(h.StoredBytes) / float64(h.Size)
+	}
+	row("stored", "%s in %d segment(s), %.1f%% of the source", human(h.StoredBytes), len(m.Segments), ratio)
+	if h.Compression.Codec == "zstd" {
+		row("compression", "zstd level %d (%s)", h.Compression.Level, h.Compression.Encoder)
+	} else {
+		row("compression", "none")
+	}
+	row("captured", "%s to %s (%s)", h.CaptureStart.Format(time.RFC3339), h.CaptureEnd.Format(time.RFC3339),
+		h.CaptureEnd.Sub(h.CaptureStart).Round(time.Millisecond))
+	row("manifest sha256", "%s", hex.EncodeToString(m.Hash[:]))
+	if !p.quiet {
+		fmt.Fprint(p.out, b.String())
+	}
+	return nil
+}

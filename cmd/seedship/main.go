@@ -1,0 +1,77 @@
+// Command seedship ships a disk's worth of data to a replication target
+// without a full resync over the WAN: it captures a raw block device into a
+// verifiable seed image, verifies it, and restores it block for block.
+//
+// Exit status: 0 ok; 1 runtime error; 2 usage or bad input (nothing was
+// written); 3 integrity failure (damage found, or a device differs).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/seedship/seedship/engine"
+	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/store"
+	"github.com/seedship/seedship/verify"
+)
+
+// Exit codes, documented in every command's help.
+const (
+	exitOK        = 0
+	exitRuntime   = 1
+	exitUsage     = 2
+	exitIntegrity = 3
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes the CLI and returns the exit code; it never calls os.Exit,
+// so tests drive it directly.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "seedship: %v\n", err)
+	return exitCode(err)
+}
+
+// usageError marks command-line mistakes.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// exitCode is the single map from errors to exit status.
+func exitCode(err error) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, engine.ErrIntegrity), errors.Is(err, verify.ErrDamaged),
+		errors.Is(err, format.ErrCorrupt), errors.Is(err, format.ErrChecksum):
+		return exitIntegrity
+	case errors.As(err, &ue), errors.Is(err, engine.ErrBadInput), errors.Is(err, store.ErrPermanent),
+		errors.Is(err, verify.ErrNoImage), errors.Is(err, format.ErrVersion), errors.Is(err, format.ErrFormat):
+		return exitUsage
+	case isFlagError(err):
+		return exitUsage
+	}
+	return exitRuntime
+}

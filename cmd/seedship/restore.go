@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/seedship/seedship/engine"
+)
+
+func restoreCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "restore",
+		Usage:     "write a seed image onto the target device",
+		ArgsUsage: "IMAGE TARGET",
+		Description: commandHelp(`
+Writes IMAGE block for block onto TARGET, a block device (at least the source's size) or a regular
+file (created, or resized to the source's size). Before anything is written the manifest is
+checked, every segment must be present, and TARGET must not be mounted, held by md/dm, used as
+swap, or be the device the image was captured from. Every chunk is verified against its hash
+before it is written; TARGET is fsynced before success is reported.
+
+Zero chunks are written as zeros (BLKZEROOUT on devices, hole punching on files) unless
+--target-zeroed says the target already reads as zeros; a file restore creates is known zero.
+
+Example:
+   seedship restore /mnt/courier/seed /dev/sdc1`),
+		Flags: append([]cli.Flag{
+			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
+			&cli.IntFlag{Name: "workers", Usage: "decode/verify workers (default: number of CPUs)"},
+		}, outputFlags()...),
+		Action: runRestore,
+	}
+}
+
+// restoreJSON is restore's --json output.
+type restoreJSON struct {
+	Image          string  `json:"image"`
+	Target         string  `json:"target"`
+	Size           int64   `json:"size"`
+	ChunksWritten  uint64  `json:"chunks_written"`
+	ZeroChunks     uint64  `json:"zero_chunks"`
+	ZeroedBytes    int64   `json:"zeroed_bytes"`
+	SkippedZeros   bool    `json:"skipped_zeros"`
+	SHA256         string  `json:"sha256"`
+	Seconds        float64 `json:"seconds"`
+	BytesPerSecond float64 `json:"bytes_per_second"`
+}
+
+func runRestore(c *cli.Context) error {
+	args, err := positional(c, "IMAGE", "TARGET")
+	if err != nil {
+		return err
+	}
+	st, err := openStore(c.Context, args[0])
+	if err != nil {
+		return err
+	}
+	p := newPrinter(c, "restore")
+	res, err := engine.Restore(c.Context, st, args[1], engine.RestoreOptions{
+		TargetZeroed: c.Bool("target-zeroed"),
+		Workers:      c.Int("workers"),
+		Progress:     p.progress,
+	})
+	p.endProgress()
+	if err != nil {
+		if res != nil && res.Report != nil && !p.json {
+			for _, f := range res.Report.Findings {
+				fmt.Fprintf(p.errw, "BAD %s\n", f)
+			}
+		}
+		return err
+	}
+	h := res.Manifest.Header
+	secs := max(res.Elapsed.Seconds(), 1e-9)
+	if err := p.emitJSON(restoreJSON{Image: st.String(), Target: args[1], Size: h.Size, ChunksWritten: res.Report.ChunksOK,
+		ZeroChunks: res.Report.ZeroChunks, ZeroedBytes: res.ZeroedBytes, SkippedZeros: res.SkippedZeros, SHA256: h.SHA256,
+		Seconds: secs, BytesPerSecond: float64(h.Size) / secs}); err != nil {
+		return err
+	}
+	p.summary("restored %s onto %s: %d chunks written and verified, %d zero chunks %s, fsynced, %s at %s\nsource sha256 %s (compare: sha256sum %s)",
+		human(h.Size), args[1], res.Report.ChunksOK, res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
+		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256, args[1])
+	return nil
+}

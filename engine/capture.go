@@ -1,0 +1,311 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+
+	"github.com/seedship/seedship/device"
+	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/store"
+)
+
+// CaptureOptions tunes [Capture]. Zero values mean the defaults.
+type CaptureOptions struct {
+	ChunkSize   int   // default format.DefaultChunkSize
+	Level       int   // zstd level 1-22, default 3; -1 stores chunks raw
+	SegmentSize int64 // default format.DefaultSegmentSize
+	Workers     int   // hash/compress workers, default GOMAXPROCS
+	Tool        string
+	Progress    func(Progress)
+}
+
+func (o *CaptureOptions) applyDefaults() error {
+	if o.ChunkSize == 0 {
+		o.ChunkSize = format.DefaultChunkSize
+	}
+	if o.ChunkSize < format.MinChunkSize || o.ChunkSize > format.MaxChunkSize || o.ChunkSize&(o.ChunkSize-1) != 0 {
+		return fmt.Errorf("%w: --chunk-size %d: use a power of two from 64KiB to 64MiB", ErrBadInput, o.ChunkSize)
+	}
+	if o.Level == 0 {
+		o.Level = 3
+	}
+	if o.Level < -1 || o.Level > 22 {
+		return fmt.Errorf("%w: --level %d: use 1 (fastest) to 22 (smallest), or -1 for no compression", ErrBadInput, o.Level)
+	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = format.DefaultSegmentSize
+	}
+	if o.SegmentSize < format.MinSegmentSize {
+		return fmt.Errorf("%w: --segment-size %d: use at least 1MiB", ErrBadInput, o.SegmentSize)
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	return nil
+}
+
+// CaptureResult describes a finished capture.
+type CaptureResult struct {
+	Manifest *format.Manifest
+	Elapsed  time.Duration
+}
+
+// job is one chunk travelling through the capture pipeline.
+type job struct {
+	index  uint64
+	raw    []byte
+	out    []byte
+	blocks []format.BlockDigest
+	ec     format.EncodedChunk
+	done   chan struct{} // closed when ec is ready
+}
+
+// Source is a block device or regular file opened for capture.
+type Source struct {
+	Path string
+	Info device.Info
+	f    *os.File
+}
+
+// OpenSource opens path for capture: a block device or a regular file
+// that this process can read. Errors wrap ErrBadInput.
+func OpenSource(path string) (*Source, error) {
+	info, err := device.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: source %s: %w", ErrBadInput, path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot read source %s: %w (check the path and that you may read it; devices usually need root)", ErrBadInput, path, err)
+	}
+	return &Source{Path: path, Info: info, f: f}, nil
+}
+
+// Close closes the source.
+func (s *Source) Close() error { return s.f.Close() }
+
+// Capture reads the source and writes a seed image into dst, which must be
+// empty. It reads the source once, sequentially; workers hash and compress
+// chunks in parallel; one goroutine appends them in order to segments and
+// feeds the whole-source SHA-256. The manifest is written last, so an
+// interrupted capture never looks complete.
+func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureOptions) (*CaptureResult, error) {
+	if err := opts.applyDefaults(); err != nil {
+		return nil, err
+	}
+	src, info, f := source.Path, source.Info, source.f
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("rewind source %s: %w", src, err)
+	}
+	// Tell the kernel we read front to back, once.
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+
+	if err := requireEmpty(ctx, dst); err != nil {
+		return nil, err
+	}
+
+	codec, err := format.NewChunkCodec(max(opts.Level, 0), opts.Workers)
+	if err != nil {
+		return nil, err
+	}
+	defer codec.Close()
+
+	var imageID [16]byte
+	if _, err := rand.Read(imageID[:]); err != nil {
+		return nil, err
+	}
+	size := info.Size
+	nchunks := uint64((size + int64(opts.ChunkSize) - 1) / int64(opts.ChunkSize))
+	start := time.Now()
+	meter := NewMeter(size, opts.Progress)
+
+	g, gctx := errgroup.WithContext(ctx)
+	iw, err := format.NewImageWriter(segmentCreator(ctx, dst), imageID, opts.SegmentSize, nchunks)
+	if err != nil {
+		return nil, err
+	}
+
+	// A fixed set of jobs bounds memory: about (2×workers+2) × 2 chunks.
+	njobs := 2*opts.Workers + 2
+	free := make(chan *job, njobs)
+	nblocks := format.NumBlocks(opts.ChunkSize)
+	for range njobs {
+		free <- &job{raw: make([]byte, opts.ChunkSize), out: make([]byte, 0, opts.ChunkSize), blocks: make([]format.BlockDigest, nblocks)}
+	}
+	work := make(chan *job, opts.Workers)
+	ordered := make(chan *job, njobs)
+
+	// Reader: one sequential pass over the source.
+	g.Go(func() error {
+		defer close(work)
+		defer close(ordered)
+		for i := uint64(0); i < nchunks; i++ {
+			var j *job
+			select {
+			case j = <-free:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			off := int64(i) * int64(opts.ChunkSize)
+			n := int(min(int64(opts.ChunkSize), size-off))
+			if _, err := io.ReadFull(f, j.raw[:n]); err != nil {
+				return fmt.Errorf("read source %s at byte %d: %w", src, off, err)
+			}
+			j.index, j.raw, j.done = i, j.raw[:n], make(chan struct{})
+			for _, ch := range []chan *job{ordered, work} {
+				select {
+				case ch <- j:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+		}
+		// The source must not have grown or shrunk under us.
+		var one [1]byte
+		if n, _ := f.Read(one[:]); n != 0 {
+			return fmt.Errorf("source %s grew during capture: stop writers to it and capture again", src)
+		}
+		return nil
+	})
+	for range opts.Workers {
+		g.Go(func() error {
+			for j := range work {
+				j.ec = codec.Encode(j.raw, j.out, j.blocks)
+				close(j.done)
+			}
+			return nil
+		})
+	}
+	// Writer: in order, appends frames and hashes the whole source.
+	whole := sha256.New()
+	g.Go(func() error {
+		for j := range ordered {
+			select {
+			case <-j.done:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			whole.Write(j.raw)
+			if err := iw.Add(&j.ec); err != nil {
+				return err
+			}
+			meter.Add(int64(len(j.raw)))
+			if !j.ec.Zero && j.ec.Codec == format.CodecZstd {
+				j.out = j.ec.Payload[:0] // keep a grown buffer
+			}
+			j.raw, j.ec = j.raw[:cap(j.raw)], format.EncodedChunk{}
+			free <- j
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		iw.Abort(err)
+		return nil, err
+	}
+	end := time.Now()
+	hdr := format.Header{
+		Tool:         opts.Tool,
+		Size:         size,
+		ChunkSize:    opts.ChunkSize,
+		Compression:  compressionOf(opts.Level),
+		SHA256:       hex.EncodeToString(whole.Sum(nil)),
+		Source:       sourceOf(src, info),
+		CaptureStart: start.UTC(),
+		CaptureEnd:   end.UTC(),
+	}
+	m, err := iw.Finish(hdr)
+	if err != nil {
+		return nil, err
+	}
+	mb, err := m.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	// Written last: its presence is what makes the image complete.
+	if err := dst.Put(ctx, format.ManifestKey, bytes.NewReader(mb), int64(len(mb))); err != nil {
+		return nil, fmt.Errorf("write manifest to %s: %w", dst, err)
+	}
+	return &CaptureResult{Manifest: m, Elapsed: time.Since(start)}, nil
+}
+
+// requireEmpty refuses a destination that already holds anything, so a
+// capture never mixes with or overwrites another image.
+func requireEmpty(ctx context.Context, st store.Store) error {
+	errFound := errors.New("found")
+	var first string
+	err := st.List(ctx, "", func(i store.Info) error { first = i.Key; return errFound })
+	if errors.Is(err, errFound) {
+		return fmt.Errorf("%w: destination %s is not empty (it holds %s): choose an empty or new directory", ErrBadInput, st, first)
+	}
+	if err != nil {
+		return fmt.Errorf("list destination %s: %w", st, err)
+	}
+	return nil
+}
+
+func compressionOf(level int) format.Compression {
+	if level < 0 {
+		return format.Compression{Codec: "none"}
+	}
+	return format.Compression{Codec: "zstd", Level: level, Encoder: "github.com/klauspost/compress/zstd " + zstdVersion()}
+}
+
+func sourceOf(path string, info device.Info) format.Source {
+	s := format.Source{Path: path, Kind: "file", Size: info.Size}
+	if info.IsBlock {
+		s.Kind = "block"
+		s.SectorSize = info.LogicalSectorSize
+		s.Serial, s.WWN, s.Model, s.ByID = info.Serial, info.WWN, info.Model, info.ByID
+	}
+	if h, err := os.Hostname(); err == nil {
+		s.Host = h
+	}
+	return s
+}
+
+// segmentCreator streams each new segment into dst.Put through a pipe; the
+// upload runs in g, and closing the writer waits for the object to be
+// stored. CloseWithError aborts the upload.
+func segmentCreator(ctx context.Context, dst store.Store) format.SegmentCreator {
+	return func(key string) (io.WriteCloser, error) {
+		pr, pw := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			err := dst.Put(ctx, key, pr, -1)
+			pr.CloseWithError(err) // unblocks a writer if Put failed early
+			done <- err
+		}()
+		return &segmentWriter{pw: pw, done: done, key: key}, nil
+	}
+}
+
+type segmentWriter struct {
+	pw   *io.PipeWriter
+	done chan error
+	key  string
+}
+
+func (w *segmentWriter) Write(b []byte) (int, error) { return w.pw.Write(b) }
+
+func (w *segmentWriter) Close() error {
+	w.pw.Close()
+	return <-w.done
+}
+
+func (w *segmentWriter) CloseWithError(err error) error {
+	w.pw.CloseWithError(err)
+	<-w.done
+	return nil
+}

@@ -1,0 +1,256 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/seedship/seedship/device"
+	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/store"
+	"github.com/seedship/seedship/verify"
+)
+
+// RestoreOptions tunes [Restore]. Zero values mean the defaults.
+type RestoreOptions struct {
+	// TargetZeroed says the target already reads as zeros (a new thin
+	// volume, or one the operator discarded), so zero chunks are skipped.
+	TargetZeroed bool
+	Workers      int // decode/verify workers, default GOMAXPROCS
+	Readers      int // parallel segment streams, default the store's
+	Progress     func(Progress)
+}
+
+// RestoreResult describes a finished restore.
+type RestoreResult struct {
+	Manifest     *format.Manifest
+	Report       *verify.Report
+	Elapsed      time.Duration
+	ZeroedBytes  int64 // bytes of zero chunks written or punched
+	SkippedZeros bool  // zero chunks were skipped (target known zeroed)
+}
+
+// OpenImage loads and checks the manifest of the image in st, mapping
+// failures to ErrBadInput (not an image, or another version) or
+// ErrIntegrity (damaged manifest).
+func OpenImage(ctx context.Context, st store.Store) (*format.Manifest, error) {
+	m, err := verify.LoadManifest(ctx, st)
+	switch {
+	case err == nil:
+		return m, nil
+	case errors.Is(err, verify.ErrNoImage):
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+	case errors.Is(err, format.ErrVersion), errors.Is(err, format.ErrFormat):
+		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+	case errors.Is(err, format.ErrCorrupt), errors.Is(err, format.ErrTooLarge):
+		return nil, fmt.Errorf("%w: %w (the manifest is damaged: fetch a fresh copy of the image)", ErrIntegrity, err)
+	}
+	return nil, err
+}
+
+// CheckSegments compares the data segments in st with the manifest: every
+// one present with its recorded size. It lists only, reading no data.
+func CheckSegments(ctx context.Context, st store.Store, m *format.Manifest) []error {
+	have := map[string]int64{}
+	err := st.List(ctx, "data/", func(i store.Info) error { have[i.Key] = i.Size; return nil })
+	if err != nil {
+		return []error{fmt.Errorf("list %s: %w", st, err)}
+	}
+	var errs []error
+	for _, s := range m.Segments {
+		key := format.SegmentKey(s.Number)
+		size, ok := have[key]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("segment %s is missing from %s", key, st))
+		case size != s.Size:
+			errs = append(errs, fmt.Errorf("segment %s is %d bytes, the manifest says %d (truncated or replaced)", key, size, s.Size))
+		}
+	}
+	return errs
+}
+
+// Restore writes the image in img onto target, a block device or a regular
+// file (created, or resized to the source size). Nothing is written before
+// the manifest is validated, every segment is present and the target has
+// passed its safety checks; every chunk is verified against its hash before
+// it is written; the target is fsynced before Restore returns success.
+func Restore(ctx context.Context, img store.Store, target string, opts RestoreOptions) (*RestoreResult, error) {
+	start := time.Now()
+	m, err := OpenImage(ctx, img)
+	if err != nil {
+		return nil, err
+	}
+	if errs := CheckSegments(ctx, img, m); len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w; nothing was written to %s", ErrIntegrity, errors.Join(errs...), target)
+	}
+	f, fresh, err := openTarget(target, m)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+
+	meter := NewMeter(m.Header.Size, opts.Progress)
+	rep, err := verify.Scan(ctx, img, m, verify.ScanOptions{
+		Workers:      opts.Workers,
+		Readers:      opts.Readers,
+		StopOnDamage: true,
+		OnChunk: func(i uint64, raw []byte) error {
+			off, _ := m.ChunkRange(i)
+			if _, err := f.WriteAt(raw, off); err != nil {
+				return fmt.Errorf("write %s at byte %d: %w", target, off, err)
+			}
+			return nil
+		},
+		OnProgress: meter.Add,
+	})
+	res := &RestoreResult{Manifest: m, Report: rep}
+	if err != nil {
+		if errors.Is(err, verify.ErrDamaged) {
+			return res, fmt.Errorf("%w: %w; the restore stopped and %s is incomplete", ErrIntegrity, err, target)
+		}
+		return res, err
+	}
+	if !rep.OK() {
+		return res, fmt.Errorf("%w: %w; %s is incomplete", ErrIntegrity, rep.Err(), target)
+	}
+	res.SkippedZeros = fresh || opts.TargetZeroed
+	if !res.SkippedZeros {
+		if res.ZeroedBytes, err = zeroChunks(ctx, f, m, meter); err != nil {
+			return res, fmt.Errorf("zero ranges of %s: %w", target, err)
+		}
+	} else {
+		meter.Add(int64(rep.ZeroChunks) * int64(m.Header.ChunkSize))
+	}
+	if err := f.Sync(); err != nil {
+		return res, fmt.Errorf("fsync %s: %w", target, err)
+	}
+	if err := f.Close(); err != nil {
+		return res, fmt.Errorf("close %s: %w", target, err)
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// zeroChunks makes every zero chunk of the target read as zeros, one
+// ZeroRange call per run of consecutive zero chunks.
+func zeroChunks(ctx context.Context, f *os.File, m *format.Manifest, meter *Meter) (int64, error) {
+	var total int64
+	runStart, runLen := int64(-1), int64(0)
+	flush := func() error {
+		if runLen == 0 {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := device.ZeroRange(f, runStart, runLen); err != nil {
+			return err
+		}
+		meter.Add(runLen)
+		total += runLen
+		runStart, runLen = -1, 0
+		return nil
+	}
+	for i, c := range m.Chunks {
+		off, length := m.ChunkRange(uint64(i))
+		if c.Kind != format.KindZero {
+			if err := flush(); err != nil {
+				return total, err
+			}
+			continue
+		}
+		if runLen == 0 {
+			runStart = off
+		}
+		runLen += length
+	}
+	return total, flush()
+}
+
+// openTarget applies every safety check and opens target for writing. It
+// reports whether the target is known to read as zeros (a file it created
+// or that was empty), in which case zero chunks need no writing.
+func openTarget(target string, m *format.Manifest) (*os.File, bool, error) {
+	size := m.Header.Size
+	fi, err := os.Stat(target)
+	if errors.Is(err, os.ErrNotExist) {
+		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: create target %s: %w", ErrBadInput, target, err)
+		}
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			os.Remove(target)
+			return nil, false, fmt.Errorf("%w: size target %s to %d bytes: %w", ErrBadInput, target, size, err)
+		}
+		return f, true, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
+	}
+	info, err := device.Stat(target)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
+	}
+	if err := device.CheckWritable(target); err != nil {
+		return nil, false, fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	if err := notTheSource(target, info, m.Header.Source); err != nil {
+		return nil, false, err
+	}
+	if info.IsBlock {
+		if info.Size < size {
+			return nil, false, fmt.Errorf("%w: target %s is %d bytes but the image needs %d: choose a device at least that large",
+				ErrBadInput, target, info.Size, size)
+		}
+		// O_EXCL claims the device: the kernel refuses it while mounted
+		// or held, and refuses a mount while we write.
+		f, err := os.OpenFile(target, os.O_WRONLY|unix.O_EXCL, 0)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: open %s exclusively: %w (is it mounted or in use?)", ErrBadInput, target, err)
+		}
+		return f, false, nil
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("%w: target %s is neither a block device nor a regular file", ErrBadInput, target)
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: open target %s: %w", ErrBadInput, target, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("%w: resize target %s to %d bytes: %w", ErrBadInput, target, size, err)
+	}
+	return f, fi.Size() == 0, nil
+}
+
+// notTheSource refuses to restore onto the device the image was captured
+// from: the same file or device on the capture host, or a disk with the
+// /dev/disk/by-id identity anywhere.
+func notTheSource(target string, info device.Info, src format.Source) error {
+	refuse := func(why string) error {
+		return fmt.Errorf("%w: target %s is the capture source of this image (%s): restoring onto it would destroy the original; choose the replication target's device",
+			ErrBadInput, target, why)
+	}
+	if host, _ := os.Hostname(); src.Path != "" && (src.Host == "" || src.Host == host) {
+		if same, err := device.SameDevice(target, src.Path); err == nil && same {
+			return refuse("same device as " + src.Path)
+		}
+	}
+	// /dev/disk/by-id names carry the disk's serial or WWN and, for a
+	// partition, its number, so a shared name means the same partition
+	// even on another host (shared SAN storage).
+	for _, a := range info.ByID {
+		if slices.Contains(src.ByID, a) {
+			return refuse("same disk identity " + a)
+		}
+	}
+	return nil
+}

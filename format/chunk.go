@@ -1,0 +1,154 @@
+package format
+
+import (
+	"fmt"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// EncodedChunk is a chunk after hashing and compression, ready for
+// [ImageWriter.Add].
+type EncodedChunk struct {
+	RawLen  int           // length of the raw chunk
+	Hash    Hash          // chunk hash of the raw bytes
+	Blocks  []BlockDigest // truncated block digests, NumBlocks(RawLen) of them
+	Zero    bool          // all zero: nothing is stored
+	Codec   Codec         // how Payload is stored (unset when Zero)
+	Payload []byte        // stored bytes (nil when Zero)
+}
+
+// ChunkCodec hashes, compresses and decompresses chunk payloads. Its
+// methods are safe for concurrent use; each call runs on the calling
+// goroutine, and one shared codec serves every pipeline worker.
+type ChunkCodec struct {
+	level int
+	enc   *zstd.Encoder
+	dec   *zstd.Decoder
+}
+
+// NewChunkCodec returns a codec for the given zstd level (1-22; 0 stores
+// every chunk raw). concurrency bounds how many encodes or decodes run at
+// once; it should be the number of pipeline workers.
+func NewChunkCodec(level, concurrency int) (*ChunkCodec, error) {
+	if level < 0 || level > 22 {
+		return nil, fmt.Errorf("format: compression level %d out of range 0-22", level)
+	}
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	c := &ChunkCodec{level: level}
+	var err error
+	if level > 0 {
+		c.enc, err = zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+			zstd.WithEncoderConcurrency(concurrency),
+			// Chunk hashes already protect every byte; a zstd CRC
+			// would be a second check of the same thing.
+			zstd.WithEncoderCRC(false),
+			zstd.WithWindowSize(windowFor(MaxChunkSize)),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("format: zstd encoder: %w", err)
+		}
+	}
+	c.dec, err = zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(concurrency),
+		// A frame never legitimately decodes to more than a chunk.
+		zstd.WithDecoderMaxMemory(MaxChunkSize),
+		zstd.WithDecoderMaxWindow(MaxChunkSize),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("format: zstd decoder: %w", err)
+	}
+	return c, nil
+}
+
+func windowFor(n int) int {
+	w := zstd.MinWindowSize
+	for w < n && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
+}
+
+// Level returns the zstd level the codec was made with.
+func (c *ChunkCodec) Level() int { return c.level }
+
+// Close releases the codec's resources.
+func (c *ChunkCodec) Close() {
+	if c.enc != nil {
+		c.enc.Close()
+	}
+	c.dec.Close()
+}
+
+// incompressible reports whether a compressed payload saves too little to
+// be worth decompressing at restore: under 1/64 (about 1.6%) of the chunk.
+func incompressible(raw, compressed int) bool {
+	return compressed >= raw-raw/64
+}
+
+// Encode hashes raw and, unless it is all zero, compresses it into dst
+// (reusing dst's capacity). blocks must have room for NumBlocks(len(raw))
+// digests; the returned chunk's Blocks aliases it, its Payload aliases dst
+// or raw. Encode never retains raw or dst after returning.
+func (c *ChunkCodec) Encode(raw, dst []byte, blocks []BlockDigest) EncodedChunk {
+	n := NumBlocks(len(raw))
+	ec := EncodedChunk{RawLen: len(raw), Blocks: blocks[:n]}
+	if IsZero(raw) {
+		ec.Zero = true
+		ec.Hash = ZeroChunkHash(len(raw))
+		zd := ZeroBlockDigest()
+		for i := range ec.Blocks {
+			ec.Blocks[i] = zd
+		}
+		if rem := len(raw) % BlockSize; rem != 0 {
+			// The short last block has its own digest.
+			ChunkHash(raw[len(raw)-rem:], ec.Blocks[n-1:])
+		}
+		return ec
+	}
+	ec.Hash = ChunkHash(raw, ec.Blocks)
+	if c.enc != nil {
+		out := c.enc.EncodeAll(raw, dst[:0])
+		if !incompressible(len(raw), len(out)) {
+			ec.Codec, ec.Payload = CodecZstd, out
+			return ec
+		}
+	}
+	ec.Codec, ec.Payload = CodecRaw, raw
+	return ec
+}
+
+// Decode turns a stored payload back into rawLen raw bytes in dst (reusing
+// its capacity) and checks them against want. It returns the raw bytes only
+// if they hash to want; otherwise an error wrapping ErrChecksum or
+// ErrCorrupt. blocks, if not nil, receives the block digests.
+func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, dst []byte, blocks []BlockDigest) ([]byte, error) {
+	var raw []byte
+	switch codec {
+	case CodecRaw:
+		if len(payload) != rawLen {
+			return nil, corruptf("raw payload is %d bytes, want %d", len(payload), rawLen)
+		}
+		raw = payload
+	case CodecZstd:
+		if cap(dst) < rawLen {
+			dst = make([]byte, 0, rawLen)
+		}
+		out, err := c.dec.DecodeAll(payload, dst[:0])
+		if err != nil {
+			return nil, corruptf("zstd: %v", err)
+		}
+		if len(out) != rawLen {
+			return nil, corruptf("zstd payload decodes to %d bytes, want %d", len(out), rawLen)
+		}
+		raw = out
+	default:
+		return nil, corruptf("unknown codec %d", codec)
+	}
+	if got := ChunkHash(raw, blocks); got != want {
+		return nil, fmt.Errorf("%w: got %x, want %x", ErrChecksum, got[:8], want[:8])
+	}
+	return raw, nil
+}

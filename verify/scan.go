@@ -1,0 +1,255 @@
+package verify
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sort"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/store"
+)
+
+// Sentinel errors.
+var (
+	// ErrNoImage means the location holds no manifest: it is not a
+	// seedship image, or its capture never finished.
+	ErrNoImage = errors.New("verify: no seedship image here (no manifest.ssm: not an image, or its capture did not finish)")
+	// ErrDamaged means the image or device failed a check; the Report
+	// says where.
+	ErrDamaged = errors.New("verify: damage found")
+)
+
+// LoadManifest reads and checks the manifest of the image in st. A missing
+// manifest wraps ErrNoImage; a damaged one wraps format.ErrCorrupt; one from
+// another version wraps format.ErrVersion.
+func LoadManifest(ctx context.Context, st store.Store) (*format.Manifest, error) {
+	rc, err := st.Get(ctx, format.ManifestKey, 0, -1)
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, fmt.Errorf("%s: %w", st, ErrNoImage)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest of %s: %w", st, err)
+	}
+	defer rc.Close()
+	m, err := format.ReadManifest(rc)
+	if err != nil {
+		return nil, fmt.Errorf("manifest of %s: %w", st, err)
+	}
+	return m, nil
+}
+
+// ScanOptions tunes [Scan]. Zero values mean the defaults.
+type ScanOptions struct {
+	// Workers decode and hash chunks in parallel; default GOMAXPROCS.
+	Workers int
+	// Readers stream segments in parallel; default the store's
+	// connection count, or 2.
+	Readers int
+	// OnChunk, if set, receives every stored chunk's raw bytes after they
+	// passed their hash, from worker goroutines concurrently. raw is valid
+	// only during the call. An error from OnChunk ends the scan.
+	OnChunk func(index uint64, raw []byte) error
+	// OnProgress, if set, is called with the raw bytes of each chunk done.
+	OnProgress func(n int64)
+	// StopOnDamage ends the scan at the first finding.
+	StopOnDamage bool
+	// Segments restricts the scan to these data segments (nil: all).
+	Segments []uint32
+}
+
+type work struct {
+	frame format.Frame
+	buf   []byte
+}
+
+// Scan reads every stored chunk of the image in st described by m, checks
+// each against its hash, and checks each segment's header, index and footer
+// against the manifest. Damage is collected in the returned Report; the
+// error is for failures that stop the scan (I/O that is not damage,
+// cancellation, OnChunk errors, or damage with StopOnDamage).
+func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOptions) (*Report, error) {
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = store.ConnectionsOf(st, 2)
+	}
+	codec, err := format.NewChunkCodec(0, opts.Workers)
+	if err != nil {
+		return nil, err
+	}
+	defer codec.Close()
+
+	rep := &Report{}
+	for _, c := range m.Chunks {
+		if c.Kind == format.KindZero {
+			rep.ZeroChunks++
+		}
+	}
+	layout := m.SegmentChunks()
+	segs := opts.Segments
+	if segs == nil {
+		for _, s := range m.Segments {
+			segs = append(segs, s.Number)
+		}
+	}
+	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
+
+	g, ctx := errgroup.WithContext(ctx)
+	damage := func(err error) error {
+		rep.addChunkErr(err)
+		if opts.StopOnDamage {
+			return fmt.Errorf("%w: %v", ErrDamaged, err)
+		}
+		return nil
+	}
+
+	// A fixed set of frame buffers bounds memory: readers take one per
+	// frame, workers hand it back.
+	frameCap := format.FrameHeaderSize + m.Header.ChunkSize
+	nbuf := opts.Workers*2 + opts.Readers
+	pool := make(chan []byte, nbuf)
+	for range nbuf {
+		pool <- make([]byte, 0, frameCap)
+	}
+	jobs := make(chan uint32)
+	frames := make(chan work, opts.Workers)
+
+	g.Go(func() error {
+		defer close(jobs)
+		for _, s := range segs {
+			select {
+			case jobs <- s:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	})
+	readers, rctx := errgroup.WithContext(ctx)
+	for range opts.Readers {
+		readers.Go(func() error {
+			for seg := range jobs {
+				if err := scanSegment(rctx, st, m, seg, layout[seg], pool, frames, damage); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		err := readers.Wait()
+		close(frames)
+		return err
+	})
+	for range opts.Workers {
+		g.Go(func() error {
+			out := make([]byte, 0, m.Header.ChunkSize)
+			for w := range frames {
+				_, length := m.ChunkRange(w.frame.Index)
+				raw, err := codec.Decode(w.frame.Codec, w.frame.Payload, int(length), m.Chunks[w.frame.Index].Hash, out, nil)
+				if err != nil {
+					off, _ := m.ChunkRange(w.frame.Index)
+					err = damage(&format.ChunkError{Index: w.frame.Index, Offset: off, Length: length,
+						Segment: m.Chunks[w.frame.Index].Segment, Err: err})
+				} else {
+					rep.ok(length)
+					if opts.OnChunk != nil {
+						err = opts.OnChunk(w.frame.Index, raw)
+					}
+					if opts.OnProgress != nil {
+						opts.OnProgress(length)
+					}
+				}
+				pool <- w.buf[:0]
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	rep.Sort()
+	return rep, err
+}
+
+// scanSegment streams one segment and sends its frames to the workers.
+func scanSegment(ctx context.Context, st store.Store, m *format.Manifest, seg uint32, chunks []uint64,
+	pool chan []byte, frames chan<- work, damage func(error) error) error {
+	key := format.SegmentKey(seg)
+	rc, err := st.Get(ctx, key, 0, -1)
+	var r io.Reader
+	switch {
+	case err == nil:
+		defer rc.Close()
+		r = bufio.NewReaderSize(rc, 1<<20)
+	case errors.Is(err, store.ErrNotExist):
+		r = eofReader{} // every chunk of it is reported missing
+	default:
+		return fmt.Errorf("read %s from %s: %w", key, st, err)
+	}
+	sc, err := format.NewSegmentScanner(r, m, seg, chunks)
+	if err != nil {
+		return err
+	}
+	if rc == nil {
+		if err := damage(fmt.Errorf("%w: segment %s is missing from %s", format.ErrMissing, key, st)); err != nil {
+			return err
+		}
+	} else if herr := sc.HeaderErr(); herr != nil {
+		if err := damage(fmt.Errorf("segment %s: header: %w", key, herr)); err != nil {
+			return err
+		}
+	}
+	for {
+		var buf []byte
+		select {
+		case buf = <-pool:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		f, buf, err := sc.Next(buf)
+		if err == io.EOF {
+			pool <- buf[:0]
+			break
+		}
+		if err != nil {
+			pool <- buf[:0]
+			if ioErr := sc.IOErr(); ioErr != nil {
+				return fmt.Errorf("read %s from %s: %w", key, st, ioErr)
+			}
+			if err := damage(err); err != nil {
+				return err
+			}
+			continue
+		}
+		select {
+		case frames <- work{frame: f, buf: buf}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if rc == nil {
+		return nil
+	}
+	if err := sc.Finish(); err != nil {
+		if ioErr := sc.IOErr(); ioErr != nil {
+			return fmt.Errorf("read %s from %s: %w", key, st, ioErr)
+		}
+		// A truncated segment was already reported chunk by chunk when
+		// frames were lost; report trailer damage on its own otherwise.
+		return damage(fmt.Errorf("segment %s: index/footer: %w", key, err))
+	}
+	return nil
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
