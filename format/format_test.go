@@ -95,6 +95,9 @@ func restoreImage(t testing.TB, m *Manifest, segs memSegments) ([]byte, []error)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if herr := sc.HeaderErr(); herr != nil && sb != nil {
+			errs = append(errs, herr)
+		}
 		var buf []byte
 		for {
 			var f Frame

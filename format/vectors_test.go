@@ -1,0 +1,368 @@
+package format
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math/rand/v2"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The test vectors of spec/FORMAT.md live in ../testdata/vectors. Each
+// vector.json states what a reader must find; images were written once by
+// this package (zstd output is not reproducible across encoder versions, so
+// the stored bytes are fixtures and only decoded content is compared).
+// Regenerate with: go test ./format -run TestVectors -update
+
+var update = flag.Bool("update", false, "rewrite testdata/vectors")
+
+const vectorDir = "../testdata/vectors"
+
+type vectorChunk struct {
+	Kind       string `json:"kind"`
+	Hash       string `json:"hash"`
+	Segment    uint32 `json:"segment"`
+	Offset     int64  `json:"offset"`
+	PayloadLen uint32 `json:"payload_len"`
+	Codec      string `json:"codec,omitempty"`
+	// Blocks are the 8-byte block digests from the segment index (hex).
+	Blocks []string `json:"blocks,omitempty"`
+}
+
+type vectorMutation struct {
+	Key      string `json:"key"`
+	Offset   int64  `json:"offset,omitempty"`
+	Xor      byte   `json:"xor,omitempty"`
+	Truncate *int64 `json:"truncate,omitempty"`
+	Delete   bool   `json:"delete,omitempty"`
+}
+
+type vector struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// For a corrupt vector: the clean vector it starts from, what to
+	// change, and what a reader must report.
+	Base      string          `json:"base,omitempty"`
+	Mutate    *vectorMutation `json:"mutate,omitempty"`
+	ExpectErr string          `json:"expect_error,omitempty"` // "corrupt", "format", "version", "checksum", "missing"
+	BadChunks []uint64        `json:"bad_chunks,omitempty"`
+
+	Size           int64         `json:"size,omitempty"`
+	ChunkSize      int           `json:"chunk_size,omitempty"`
+	SHA256         string        `json:"sha256,omitempty"`
+	ManifestSHA256 string        `json:"manifest_sha256,omitempty"`
+	ZeroChunks     uint64        `json:"zero_chunks,omitempty"`
+	StoredBytes    int64         `json:"stored_bytes,omitempty"`
+	Segments       []int64       `json:"segment_sizes,omitempty"`
+	Chunks         []vectorChunk `json:"chunks,omitempty"`
+}
+
+type vectorSpec struct {
+	name, desc string
+	size       int
+	chunk      int
+	segSize    int64
+	gen        func(size, chunk int) []byte
+}
+
+var cleanVectors = []vectorSpec{
+	{"basic", "64 KiB chunks: zero, random, text, zero, ... and a short last chunk", 5*65536 + 123, MinChunkSize, MinSegmentSize,
+		func(size, chunk int) []byte { return testSource(size, chunk, 11) }},
+	{"empty", "a zero-length source: no chunks, no segments", 0, MinChunkSize, MinSegmentSize,
+		func(size, chunk int) []byte { return nil }},
+	{"one-byte", "a one-byte source (0x2a)", 1, MinChunkSize, MinSegmentSize,
+		func(size, chunk int) []byte { return []byte{42} }},
+	{"all-zero", "three zero chunks: nothing stored", 3 * MinChunkSize, MinChunkSize, MinSegmentSize,
+		func(size, chunk int) []byte { return make([]byte, size) }},
+	{"multi-segment", "incompressible chunks stored raw across two 1 MiB segments", 32 * MinChunkSize, MinChunkSize, MinSegmentSize,
+		func(size, chunk int) []byte {
+			b := testSource(size, chunk, 5)
+			r := make([]byte, size)
+			rng := rand.New(rand.NewPCG(6, 1))
+			for i := range r {
+				r[i] = byte(rng.Uint32())
+			}
+			for off := 0; off < size; off += chunk {
+				if (off/chunk)%3 != 0 {
+					copy(b[off:off+chunk], r[off:off+chunk])
+				}
+			}
+			return b
+		}},
+}
+
+var corruptVectors = []vector{
+	{Name: "corrupt-payload", Base: "basic", Description: "one byte of chunk 2's payload flipped",
+		Mutate: &vectorMutation{Key: "data/00000000.seg", Offset: -1, Xor: 0x01}, ExpectErr: "checksum", BadChunks: []uint64{2}},
+	{Name: "corrupt-frame-header", Base: "basic", Description: "frame magic of chunk 1 damaged",
+		Mutate: &vectorMutation{Key: "data/00000000.seg", Offset: 32, Xor: 0xff}, ExpectErr: "corrupt", BadChunks: []uint64{1}},
+	{Name: "truncated-segment", Base: "multi-segment", Description: "data segment 1 cut after its first frame",
+		Mutate: &vectorMutation{Key: "data/00000001.seg", Truncate: ptr(int64(32 + 24 + 65536 + 10))}, ExpectErr: "missing"},
+	{Name: "missing-segment", Base: "multi-segment", Description: "data segment 0 deleted",
+		Mutate: &vectorMutation{Key: "data/00000000.seg", Delete: true}, ExpectErr: "missing"},
+	{Name: "manifest-bitflip", Base: "basic", Description: "one bit of the chunk table flipped",
+		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: -100, Xor: 0x04}, ExpectErr: "corrupt"},
+	{Name: "manifest-truncated", Base: "basic", Description: "manifest missing its last byte",
+		Mutate: &vectorMutation{Key: "manifest.ssm", Truncate: ptr(int64(-1))}, ExpectErr: "corrupt"},
+	{Name: "manifest-version", Base: "basic", Description: "manifest version field set to 2",
+		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: 8, Xor: 0x03}, ExpectErr: "version"},
+	{Name: "not-a-manifest", Base: "basic", Description: "manifest magic replaced",
+		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: 0, Xor: 0x20}, ExpectErr: "format"},
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func writeVector(t *testing.T, vs vectorSpec) {
+	src := vs.gen(vs.size, vs.chunk)
+	dir := filepath.Join(vectorDir, vs.name)
+	os.RemoveAll(dir)
+	codec, _ := NewChunkCodec(3, 1)
+	defer codec.Close()
+	segs := memSegments{}
+	w, err := NewImageWriter(segs.create, vectorID(vs.name), vs.segSize, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := make([]BlockDigest, vs.chunk/BlockSize)
+	for off := 0; off < len(src); off += vs.chunk {
+		ec := codec.Encode(src[off:min(off+vs.chunk, len(src))], nil, blocks)
+		if err := w.Add(&ec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256(src)
+	ts := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	m, err := w.Finish(Header{Tool: "seedship test vectors", Size: int64(len(src)), ChunkSize: vs.chunk,
+		SHA256: hex.EncodeToString(sum[:]), Compression: Compression{Codec: "zstd", Level: 3},
+		Source: Source{Path: "source.bin", Kind: "file", Size: int64(len(src))}, CaptureStart: ts, CaptureEnd: ts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := m.Marshal()
+	must(t, os.MkdirAll(filepath.Join(dir, "image", "data"), 0o755))
+	must(t, os.WriteFile(filepath.Join(dir, "source.bin"), src, 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "image", ManifestKey), mb, 0o644))
+	for k, b := range segs {
+		must(t, os.WriteFile(filepath.Join(dir, "image", k), b.Bytes(), 0o644))
+	}
+	v := describe(t, vs.name, vs.desc, m, segs)
+	jb, _ := json.MarshalIndent(v, "", "  ")
+	must(t, os.WriteFile(filepath.Join(dir, "vector.json"), append(jb, '\n'), 0o644))
+}
+
+
+// vectorID derives a fixed image ID from the vector's name.
+func vectorID(name string) [16]byte {
+	h := sha256.Sum256([]byte("seedship test vector " + name))
+	return [16]byte(h[:16])
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// describe lists what a reader must find in an image.
+func describe(t *testing.T, name, desc string, m *Manifest, segs memSegments) vector {
+	v := vector{Name: name, Description: desc, Size: m.Header.Size, ChunkSize: m.Header.ChunkSize, SHA256: m.Header.SHA256,
+		ManifestSHA256: hex.EncodeToString(m.Hash[:]), ZeroChunks: m.Header.ZeroChunks, StoredBytes: m.Header.StoredBytes}
+	blocks := map[uint64][]BlockDigest{}
+	for _, s := range m.Segments {
+		v.Segments = append(v.Segments, s.Size)
+		b := segs[SegmentKey(s.Number)].Bytes()
+		_, entries, err := ReadSegmentIndex(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			blocks[e.Index] = e.Blocks
+		}
+	}
+	for i, c := range m.Chunks {
+		vc := vectorChunk{Kind: c.Kind.String(), Hash: hex.EncodeToString(c.Hash[:])}
+		if c.Kind == KindStored {
+			vc.Segment, vc.Offset, vc.PayloadLen, vc.Codec = c.Segment, c.Offset, c.PayloadLen, c.Codec.String()
+			for _, d := range blocks[uint64(i)] {
+				vc.Blocks = append(vc.Blocks, hex.EncodeToString(d[:]))
+			}
+		}
+		v.Chunks = append(v.Chunks, vc)
+	}
+	return v
+}
+
+// loadImage reads a vector's image directory into memory.
+func loadImage(t *testing.T, dir string) map[string][]byte {
+	files := map[string][]byte{}
+	root := filepath.Join(dir, "image")
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || fi.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(root, p)
+		files[filepath.ToSlash(rel)] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+func asSegments(files map[string][]byte) memSegments {
+	segs := memSegments{}
+	for k, b := range files {
+		if strings.HasPrefix(k, "data/") {
+			segs[k] = bytes.NewBuffer(b)
+		}
+	}
+	return segs
+}
+
+func TestVectors(t *testing.T) {
+	if *update {
+		for _, vs := range cleanVectors {
+			writeVector(t, vs)
+		}
+		for _, cv := range corruptVectors {
+			dir := filepath.Join(vectorDir, cv.Name)
+			os.RemoveAll(dir)
+			must(t, os.MkdirAll(dir, 0o755))
+			if cv.Mutate.Offset == -1 { // the middle of chunk 2's payload
+				var base vector
+				b, _ := os.ReadFile(filepath.Join(vectorDir, cv.Base, "vector.json"))
+				must(t, json.Unmarshal(b, &base))
+				c := base.Chunks[2]
+				cv.Mutate.Offset = c.Offset + FrameHeaderSize + int64(c.PayloadLen)/2
+			}
+			jb, _ := json.MarshalIndent(cv, "", "  ")
+			must(t, os.WriteFile(filepath.Join(dir, "vector.json"), append(jb, '\n'), 0o644))
+		}
+	}
+	ents, err := os.ReadDir(vectorDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		t.Run(e.Name(), func(t *testing.T) {
+			var v vector
+			b, err := os.ReadFile(filepath.Join(vectorDir, e.Name(), "vector.json"))
+			must(t, err)
+			must(t, json.Unmarshal(b, &v))
+			if v.Base == "" {
+				checkCleanVector(t, filepath.Join(vectorDir, e.Name()), v)
+			} else {
+				checkCorruptVector(t, v)
+			}
+		})
+	}
+}
+
+func checkCleanVector(t *testing.T, dir string, v vector) {
+	files := loadImage(t, dir)
+	src, err := os.ReadFile(filepath.Join(dir, "source.bin"))
+	must(t, err)
+	m, err := DecodeManifest(files[ManifestKey])
+	must(t, err)
+	segs := asSegments(files)
+	got := describe(t, v.Name, v.Description, m, segs)
+	gj, _ := json.Marshal(got)
+	wj, _ := json.Marshal(v)
+	if !bytes.Equal(gj, wj) {
+		t.Fatalf("decoded image differs from vector.json:\n got %s\nwant %s", gj, wj)
+	}
+	sum := sha256.Sum256(src)
+	if hex.EncodeToString(sum[:]) != v.SHA256 {
+		t.Fatal("source.bin does not hash to sha256")
+	}
+	out, errs := restoreImage(t, m, segs)
+	if len(errs) > 0 || !bytes.Equal(out, src) {
+		t.Fatalf("restore: %v (equal %v)", errs, bytes.Equal(out, src))
+	}
+	// Hashes recomputed from the source match the table.
+	for i := range m.Chunks {
+		off, length := m.ChunkRange(uint64(i))
+		if ChunkHash(src[off:off+length], nil) != m.Chunks[i].Hash {
+			t.Fatalf("chunk %d hash", i)
+		}
+	}
+}
+
+func checkCorruptVector(t *testing.T, v vector) {
+	files := loadImage(t, filepath.Join(vectorDir, v.Base))
+	mu := v.Mutate
+	b, ok := files[mu.Key]
+	if !ok {
+		t.Fatalf("base has no %s", mu.Key)
+	}
+	b = bytes.Clone(b)
+	switch {
+	case mu.Delete:
+		delete(files, mu.Key)
+	case mu.Truncate != nil:
+		n := *mu.Truncate
+		if n < 0 {
+			n += int64(len(b))
+		}
+		files[mu.Key] = b[:n]
+	default:
+		off := mu.Offset
+		if off < 0 {
+			off += int64(len(b))
+		}
+		b[off] ^= mu.Xor
+		files[mu.Key] = b
+	}
+	want := map[string]error{"corrupt": ErrCorrupt, "format": ErrFormat, "version": ErrVersion, "checksum": ErrChecksum, "missing": ErrMissing}[v.ExpectErr]
+	m, err := DecodeManifest(files[ManifestKey])
+	if mu.Key == ManifestKey {
+		if !errors.Is(err, want) {
+			t.Fatalf("manifest: got %v, want %v", err, want)
+		}
+		return
+	}
+	must(t, err)
+	_, errs := restoreImage(t, m, asSegments(files))
+	var bad []uint64
+	found := false
+	for _, e := range errs {
+		if errors.Is(e, want) {
+			found = true
+		}
+		var ce *ChunkError
+		if errors.As(e, &ce) {
+			bad = append(bad, ce.Index)
+		}
+	}
+	if !found {
+		t.Fatalf("want an error wrapping %v, got %v", want, errs)
+	}
+	if v.BadChunks != nil && !equalU64(bad, v.BadChunks) {
+		t.Fatalf("bad chunks %v, want %v", bad, v.BadChunks)
+	}
+}
+
+func equalU64(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var _ = io.EOF
