@@ -8,8 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/store"
@@ -178,57 +176,33 @@ func zeroChunks(ctx context.Context, f *os.File, m *format.Manifest, meter *Mete
 // or that was empty), in which case zero chunks need no writing.
 func openTarget(target string, m *format.Manifest) (*os.File, bool, error) {
 	size := m.Header.Size
+	fresh := false
 	fi, err := os.Stat(target)
-	if errors.Is(err, os.ErrNotExist) {
-		f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		fresh = true
+	case err != nil:
+		return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
+	default:
+		info, err := device.Stat(target)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: create target %s: %w", ErrBadInput, target, err)
+			return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
 		}
-		if err := f.Truncate(size); err != nil {
-			f.Close()
-			os.Remove(target)
-			return nil, false, fmt.Errorf("%w: size target %s to %d bytes: %w", ErrBadInput, target, size, err)
+		if err := notTheSource(target, info, m.Header.Source); err != nil {
+			return nil, false, err
 		}
-		return f, true, nil
+		fresh = fi.Mode().IsRegular() && fi.Size() == 0
 	}
+	// OpenTarget checks mounts, holders and swap, compares sizes, and
+	// claims a block device with O_EXCL until we close it.
+	f, err := device.OpenTarget(target, size, true)
 	if err != nil {
-		return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
-	}
-	info, err := device.Stat(target)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
-	}
-	if err := device.CheckWritable(target); err != nil {
+		if errors.Is(err, device.ErrTooSmall) {
+			return nil, false, fmt.Errorf("%w: %w: choose a device of at least %d bytes", ErrBadInput, err, size)
+		}
 		return nil, false, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	if err := notTheSource(target, info, m.Header.Source); err != nil {
-		return nil, false, err
-	}
-	if info.IsBlock {
-		if info.Size < size {
-			return nil, false, fmt.Errorf("%w: target %s is %d bytes but the image needs %d: choose a device at least that large",
-				ErrBadInput, target, info.Size, size)
-		}
-		// O_EXCL claims the device: the kernel refuses it while mounted
-		// or held, and refuses a mount while we write.
-		f, err := os.OpenFile(target, os.O_WRONLY|unix.O_EXCL, 0)
-		if err != nil {
-			return nil, false, fmt.Errorf("%w: open %s exclusively: %w (is it mounted or in use?)", ErrBadInput, target, err)
-		}
-		return f, false, nil
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("%w: target %s is neither a block device nor a regular file", ErrBadInput, target)
-	}
-	f, err := os.OpenFile(target, os.O_WRONLY, 0)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: open target %s: %w", ErrBadInput, target, err)
-	}
-	if err := f.Truncate(size); err != nil {
-		f.Close()
-		return nil, false, fmt.Errorf("%w: resize target %s to %d bytes: %w", ErrBadInput, target, size, err)
-	}
-	return f, fi.Size() == 0, nil
+	return f, fresh, nil
 }
 
 // notTheSource refuses to restore onto the device the image was captured
@@ -240,7 +214,11 @@ func notTheSource(target string, info device.Info, src format.Source) error {
 			ErrBadInput, target, why)
 	}
 	if host, _ := os.Hostname(); src.Path != "" && (src.Host == "" || src.Host == host) {
-		if same, err := device.SameDevice(target, src.Path); err == nil && same {
+		same, err := device.SameDevice(target, src.Path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: cannot tell whether target %s is this image's capture source %s: %w", ErrBadInput, target, src.Path, err)
+		}
+		if same {
 			return refuse("same device as " + src.Path)
 		}
 	}
