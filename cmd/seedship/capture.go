@@ -27,7 +27,7 @@ Example:
    seedship capture /dev/sdb1 /mnt/courier/seed`),
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "chunk-size", Value: "4MiB", Usage: "chunk size, a power of two from 64KiB to 64MiB"},
-			&cli.IntFlag{Name: "level", Value: 3, Usage: "zstd level: 1 fastest … 22 smallest; -1 stores chunks uncompressed"},
+			&cli.IntFlag{Name: "level", Value: engine.DefaultLevel, Usage: "zstd level, 1 fastest … 22 smallest, mapped onto klauspost/compress's four strategies (1-2 fastest, 3-5 default, 6-9 better, 10+ best); -1 stores chunks uncompressed"},
 			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes"},
 			&cli.IntFlag{Name: "workers", Usage: "hash/compress workers (default: number of CPUs)"},
 		}, outputFlags()...),
