@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -37,6 +38,10 @@ type CaptureOptions struct {
 	Tool        string
 	Progress    func(Progress)
 }
+
+// Validate checks the options and fills in defaults; callers use it to
+// reject bad options before creating anything. Errors wrap ErrBadInput.
+func (o *CaptureOptions) Validate() error { return o.applyDefaults() }
 
 func (o *CaptureOptions) applyDefaults() error {
 	if o.ChunkSize == 0 {
@@ -89,6 +94,11 @@ type Source struct {
 // OpenSource opens path for capture: a block device or a regular file
 // that this process can read. Errors wrap ErrBadInput.
 func OpenSource(path string) (*Source, error) {
+	// The manifest records an absolute path, so that restore can recognise
+	// the source from any working directory.
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
 	info, err := device.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: source %s: %w", ErrBadInput, path, err)

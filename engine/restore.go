@@ -87,7 +87,10 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	if errs := CheckSegments(ctx, img, m); len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w; nothing was written to %s", ErrIntegrity, errors.Join(errs...), target)
 	}
-	f, fresh, err := openTarget(target, m)
+	if err := notInImage(target, img, m); err != nil {
+		return nil, err
+	}
+	f, fresh, created, err := openTarget(target, m)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +111,14 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 		OnProgress: meter.Add,
 	})
 	res := &RestoreResult{Manifest: m, Report: rep}
+	if err != nil || !rep.OK() {
+		// A file this restore created and could not finish must not
+		// pass for a restored disk.
+		if created {
+			f.Close()
+			os.Remove(target)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, verify.ErrDamaged) {
 			return res, fmt.Errorf("%w: %w; the restore stopped and %s is incomplete", ErrIntegrity, err, target)
@@ -173,36 +184,44 @@ func zeroChunks(ctx context.Context, f *os.File, m *format.Manifest, meter *Mete
 
 // openTarget applies every safety check and opens target for writing. It
 // reports whether the target is known to read as zeros (a file it created
-// or that was empty), in which case zero chunks need no writing.
-func openTarget(target string, m *format.Manifest) (*os.File, bool, error) {
+// or that was empty), in which case zero chunks need no writing, and
+// whether it created the file.
+func openTarget(target string, m *format.Manifest) (f *os.File, fresh, created bool, err error) {
 	size := m.Header.Size
-	fresh := false
 	fi, err := os.Stat(target)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		fresh = true
+		fresh, created = true, true
 	case err != nil:
-		return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
+		return nil, false, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
 	default:
 		info, err := device.Stat(target)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
+			return nil, false, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
 		}
 		if err := notTheSource(target, info, m.Header.Source); err != nil {
-			return nil, false, err
+			return nil, false, false, err
 		}
 		fresh = fi.Mode().IsRegular() && fi.Size() == 0
 	}
 	// OpenTarget checks mounts, holders and swap, compares sizes, and
 	// claims a block device with O_EXCL until we close it.
-	f, err := device.OpenTarget(target, size, true)
+	f, err = device.OpenTarget(target, size, true)
 	if err != nil {
 		if errors.Is(err, device.ErrTooSmall) {
-			return nil, false, fmt.Errorf("%w: %w: choose a device of at least %d bytes", ErrBadInput, err, size)
+			return nil, false, false, fmt.Errorf("%w: %w: choose a device of at least %d bytes", ErrBadInput, err, size)
 		}
-		return nil, false, fmt.Errorf("%w: %w", ErrBadInput, err)
+		return nil, false, false, fmt.Errorf("%w: %w", ErrBadInput, err)
 	}
-	return f, fresh, nil
+	// A regular file becomes exactly the source's size (OpenTarget only
+	// grows files), so that sha256sum of it equals the source's.
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > size {
+		if err := f.Truncate(size); err != nil {
+			f.Close()
+			return nil, false, false, fmt.Errorf("%w: resize target %s to %d bytes: %w", ErrBadInput, target, size, err)
+		}
+	}
+	return f, fresh, created, nil
 }
 
 // notTheSource refuses to restore onto the device the image was captured
@@ -228,6 +247,39 @@ func notTheSource(target string, info device.Info, src format.Source) error {
 	for _, a := range info.ByID {
 		if slices.Contains(src.ByID, a) {
 			return refuse("same disk identity " + a)
+		}
+	}
+	return nil
+}
+
+// localPaths is the optional ability of a store to name its keys' files.
+type localPaths interface {
+	Path(key string) (string, error)
+}
+
+// notInImage refuses a target that is one of the image's own files.
+func notInImage(target string, img store.Store, m *format.Manifest) error {
+	lp, ok := img.(localPaths)
+	if !ok {
+		return nil
+	}
+	if _, err := os.Stat(target); err != nil {
+		return nil // a new file cannot be part of the image
+	}
+	keys := []string{format.ManifestKey}
+	for _, s := range m.Segments {
+		keys = append(keys, format.SegmentKey(s.Number))
+	}
+	for _, s := range m.Parity {
+		keys = append(keys, format.ParityKey(s.Number))
+	}
+	for _, k := range keys {
+		p, err := lp.Path(k)
+		if err != nil {
+			continue
+		}
+		if same, err := device.SameDevice(target, p); err == nil && same {
+			return fmt.Errorf("%w: target %s is the image's own file %s: restore onto the replication target's device instead", ErrBadInput, target, k)
 		}
 	}
 	return nil

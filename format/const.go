@@ -26,8 +26,9 @@ const (
 	// DefaultSegmentSize is the size after which a data segment is closed
 	// and a new one begun: 1 GiB keeps a 4 TiB device under ~4,100 objects.
 	DefaultSegmentSize = 1 << 30
-	// MinSegmentSize bounds --segment-size from below.
-	MinSegmentSize = 1 << 20
+	// MinSegmentSize bounds --segment-size from below (small segments are for
+	// tests and test vectors; real images use the defaults).
+	MinSegmentSize = 64 << 10
 
 	// MaxManifestSize caps what a reader accepts as a manifest, protecting
 	// it from hostile lengths: enough for 64 TiB at 4 MiB chunks.

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // SegmentCreator opens the destination of a new data segment under key.
@@ -26,11 +27,18 @@ type ImageWriter struct {
 	zeros    uint64
 	stored   int64
 
-	cur    *SegmentWriter
-	curW   io.WriteCloser
-	next   uint32
-	err    error
-	closed bool
+	cur  *SegmentWriter
+	curW io.WriteCloser
+
+	geo         Geometry
+	enc         *StripeEncoder // nil without parity
+	writeParity func(*ParitySegment) error
+	parity      []SegmentSummary
+	parityBytes int64
+	pending     bool // the stripe encoder holds shards not yet flushed
+	next        uint32
+	err         error
+	closed      bool
 }
 
 // NewImageWriter returns a writer for an image with the given ID whose data
@@ -42,6 +50,22 @@ func NewImageWriter(create SegmentCreator, imageID [16]byte, segmentSize int64, 
 	}
 	return &ImageWriter{create: create, imageID: imageID, segmentSize: segmentSize,
 		chunks: make([]ChunkEntry, 0, min(expectChunks, 1<<24))}, nil
+}
+
+// SetParity makes the writer compute Reed-Solomon parity of geometry g
+// over its data segments (spec §9) and hand each finished parity segment to
+// write, after the stripe's data segments are stored and before the next
+// stripe's first one begins. Call it before the first Add.
+func (w *ImageWriter) SetParity(g Geometry, write func(*ParitySegment) error) error {
+	enc, err := NewStripeEncoder(g)
+	if err != nil {
+		return err
+	}
+	if w.next != 0 || w.cur != nil {
+		return fmt.Errorf("format: SetParity after the first segment")
+	}
+	w.geo, w.enc, w.writeParity = g, enc, write
+	return nil
 }
 
 // Add records the next chunk. Stored chunks are appended to the current
@@ -67,7 +91,17 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 			return w.err
 		}
 		w.curW = wc
-		w.cur = NewSegmentWriter(wc, w.next, w.imageID)
+		var sw io.Writer = wc
+		if w.enc != nil {
+			_, pos := w.geo.Stripe(w.next)
+			if pos == 0 {
+				w.enc.Reset()
+			}
+			w.enc.BeginShard(pos, w.next)
+			w.pending = true
+			sw = io.MultiWriter(wc, w.enc)
+		}
+		w.cur = NewSegmentWriter(sw, w.next, w.imageID)
 		w.next++
 	}
 	off, err := w.cur.WriteChunk(index, ec)
@@ -94,6 +128,28 @@ func (w *ImageWriter) closeSegment() error {
 	}
 	w.segments = append(w.segments, sum)
 	w.stored += sum.Size
+	if w.enc != nil {
+		w.enc.EndShard()
+		if _, pos := w.geo.Stripe(sum.Number); pos == w.geo.K-1 {
+			return w.flushStripe()
+		}
+	}
+	return nil
+}
+
+// flushStripe finishes the current stripe's parity and writes it out.
+func (w *ImageWriter) flushStripe() error {
+	stripe, _ := w.geo.Stripe(w.segments[len(w.segments)-1].Number)
+	segs := w.enc.Finish(stripe, w.imageID)
+	for i := range segs {
+		if err := w.writeParity(&segs[i]); err != nil {
+			return fmt.Errorf("format: write %s: %w", ParityKey(segs[i].Number), err)
+		}
+		sum := segs[i].Summary()
+		w.parity = append(w.parity, sum)
+		w.parityBytes += sum.Size
+	}
+	w.pending = false
 	return nil
 }
 
@@ -121,6 +177,9 @@ func (w *ImageWriter) Finish(hdr Header) (*Manifest, error) {
 	if w.err == nil && w.cur != nil {
 		w.err = w.closeSegment()
 	}
+	if w.err == nil && w.enc != nil && w.pending {
+		w.err = w.flushStripe() // the last, short stripe
+	}
 	w.closed = true
 	if w.err != nil {
 		return nil, w.err
@@ -130,7 +189,14 @@ func (w *ImageWriter) Finish(hdr Header) (*Manifest, error) {
 	hdr.BlockSize, hdr.BlockDigestLen, hdr.ChunkHash = BlockSize, BlockDigestLen, "sha256-tree"
 	hdr.SegmentSize = w.segmentSize
 	hdr.Chunks, hdr.ZeroChunks, hdr.StoredBytes = uint64(len(w.chunks)), w.zeros, w.stored
-	m := &Manifest{Header: hdr, Chunks: w.chunks, Segments: w.segments}
+	if w.enc != nil {
+		hdr.Parity = &Parity{Data: w.geo.K, Parity: w.geo.M, RowSize: w.geo.RowSize, Matrix: ParityMatrix}
+		hdr.ParityBytes = w.parityBytes
+		if !slices.Contains(hdr.Requires, FeatureParity) {
+			hdr.Requires = append(hdr.Requires, FeatureParity)
+		}
+	}
+	m := &Manifest{Header: hdr, Chunks: w.chunks, Segments: w.segments, Parity: w.parity}
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("format: built an invalid manifest (a bug): %w", err)
 	}

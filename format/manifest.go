@@ -42,7 +42,8 @@ type Header struct {
 	CaptureEnd     time.Time   `json:"capture_end"`
 	Chunks         uint64      `json:"chunks"`
 	ZeroChunks     uint64      `json:"zero_chunks"`
-	StoredBytes    int64       `json:"stored_bytes"` // bytes of all data segments
+	StoredBytes    int64       `json:"stored_bytes"`           // bytes of all data segments
+	ParityBytes    int64       `json:"parity_bytes,omitempty"` // bytes of all parity segments
 	Parity         *Parity     `json:"parity,omitempty"`
 	Base           *Base       `json:"base,omitempty"`
 }
@@ -108,12 +109,13 @@ func (c ChunkEntry) FrameLen() int64 {
 type Manifest struct {
 	Header   Header
 	Chunks   []ChunkEntry
-	Segments []SegmentSummary
+	Segments []SegmentSummary // data segments, by number
+	Parity   []SegmentSummary // parity segments, by number (parity images)
 	Hash     Hash
 }
 
 // supportedFeatures lists the Requires entries this reader implements.
-var supportedFeatures = []string{}
+var supportedFeatures = []string{FeatureParity}
 
 // ChunkRange returns the source byte range chunk i covers.
 func (m *Manifest) ChunkRange(i uint64) (off, length int64) {
@@ -163,14 +165,15 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("format: manifest header: %w", err)
 	}
-	n := manifestPreambleSize + len(hj) + len(m.Chunks)*chunkEntrySize + len(m.Segments)*segmentEntrySize + manifestTrailerSize
+	nseg := len(m.Segments) + len(m.Parity)
+	n := manifestPreambleSize + len(hj) + len(m.Chunks)*chunkEntrySize + nseg*segmentEntrySize + manifestTrailerSize
 	b := make([]byte, 0, n)
 	var pre [manifestPreambleSize]byte
 	copy(pre[:], manifestMagic[:])
 	binary.LittleEndian.PutUint16(pre[8:], Version)
 	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hj)))
 	binary.LittleEndian.PutUint64(pre[16:], uint64(len(m.Chunks)))
-	binary.LittleEndian.PutUint32(pre[24:], uint32(len(m.Segments)))
+	binary.LittleEndian.PutUint32(pre[24:], uint32(nseg))
 	b = append(b, pre[:]...)
 	b = append(b, hj...)
 	var ce [chunkEntrySize]byte
@@ -183,7 +186,7 @@ func (m *Manifest) Marshal() ([]byte, error) {
 		b = append(b, ce[:]...)
 	}
 	var se [segmentEntrySize]byte
-	for _, s := range m.Segments {
+	for _, s := range append(m.Segments[:len(m.Segments):len(m.Segments)], m.Parity...) {
 		binary.LittleEndian.PutUint32(se[0:], s.Number)
 		se[4] = s.Kind
 		binary.LittleEndian.PutUint64(se[8:], uint64(s.Size))
@@ -269,10 +272,10 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		}
 	}
 	p = p[int(nc)*chunkEntrySize:]
-	m.Segments = make([]SegmentSummary, ns)
-	for i := range m.Segments {
+	all := make([]SegmentSummary, ns)
+	for i := range all {
 		e := p[i*segmentEntrySize:]
-		s := &m.Segments[i]
+		s := &all[i]
 		s.Number = binary.LittleEndian.Uint32(e[0:])
 		s.Kind = e[4]
 		s.Size = int64(binary.LittleEndian.Uint64(e[8:]))
@@ -282,6 +285,12 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 			return nil, corruptf("segment entry %d: reserved bytes not zero", i)
 		}
 	}
+	// Data entries come first, then parity entries.
+	nd := 0
+	for nd < len(all) && all[nd].Kind == SegmentData {
+		nd++
+	}
+	m.Segments, m.Parity = all[:nd:nd], all[nd:]
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
@@ -324,6 +333,9 @@ func (m *Manifest) validate() error {
 	}
 	var zeros uint64
 	var stored int64
+	if err := m.validateParity(); err != nil {
+		return err
+	}
 	for i, s := range m.Segments {
 		if s.Kind != SegmentData {
 			return corruptf("segment entry %d: kind %d", i, s.Kind)
@@ -393,6 +405,81 @@ func (m *Manifest) validate() error {
 	if h.ZeroChunks != zeros || h.StoredBytes != stored {
 		return corruptf("header counts (%d zero chunks, %d stored bytes) disagree with the tables (%d, %d)",
 			h.ZeroChunks, h.StoredBytes, zeros, stored)
+	}
+	return nil
+}
+
+// Geometry returns the image's parity geometry, if it has parity.
+func (m *Manifest) Geometry() (Geometry, bool) {
+	p := m.Header.Parity
+	if p == nil {
+		return Geometry{}, false
+	}
+	return Geometry{K: p.Data, M: p.Parity, RowSize: p.RowSize}, true
+}
+
+// Stripes returns the number of parity stripes.
+func (m *Manifest) Stripes() int {
+	g, ok := m.Geometry()
+	if !ok || len(m.Segments) == 0 {
+		return 0
+	}
+	last := m.Segments[len(m.Segments)-1].Number
+	s, _ := g.Stripe(last)
+	return int(s) + 1
+}
+
+// ParitySegment returns the summary of parity segment n.
+func (m *Manifest) ParitySegment(n uint32) (SegmentSummary, bool) {
+	i, ok := slices.BinarySearchFunc(m.Parity, n, func(s SegmentSummary, n uint32) int {
+		return int(int64(s.Number) - int64(n))
+	})
+	if !ok {
+		return SegmentSummary{}, false
+	}
+	return m.Parity[i], true
+}
+
+func (m *Manifest) validateParity() error {
+	h := &m.Header
+	has := slices.Contains(h.Requires, FeatureParity)
+	if (h.Parity != nil) != has {
+		return corruptf("parity field and requires list disagree")
+	}
+	if h.Parity == nil {
+		if len(m.Parity) != 0 || h.ParityBytes != 0 {
+			return corruptf("%d parity segments in an image without parity", len(m.Parity))
+		}
+		return nil
+	}
+	g, _ := m.Geometry()
+	if err := g.Validate(); err != nil {
+		return corruptf("%v", err)
+	}
+	if h.Parity.Matrix != ParityMatrix {
+		return fmt.Errorf("%w: parity matrix %q, this seedship implements %q", ErrVersion, h.Parity.Matrix, ParityMatrix)
+	}
+	// Data segments are numbered 0, 1, 2, ... so stripes are complete
+	// but for the last.
+	for i, s := range m.Segments {
+		if s.Number != uint32(i) {
+			return corruptf("parity image: data segment %d numbered %d", i, s.Number)
+		}
+	}
+	var pb int64
+	for _, s := range m.Parity {
+		pb += s.Size
+	}
+	if pb != h.ParityBytes {
+		return corruptf("parity_bytes %d, parity segments hold %d", h.ParityBytes, pb)
+	}
+	if len(m.Parity) != m.Stripes()*g.M {
+		return corruptf("%d parity segments for %d stripes of %d+%d", len(m.Parity), m.Stripes(), g.K, g.M)
+	}
+	for i, s := range m.Parity {
+		if s.Kind != SegmentParity || s.Number != uint32(i) || s.Frames != 0 || s.Size < SegmentHeaderSize+FooterSize {
+			return corruptf("parity segment entry %d invalid", i)
+		}
 	}
 	return nil
 }

@@ -7,8 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"math/rand/v2"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,7 +157,6 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	jb, _ := json.MarshalIndent(v, "", "  ")
 	must(t, os.WriteFile(filepath.Join(dir, "vector.json"), append(jb, '\n'), 0o644))
 }
-
 
 // vectorID derives a fixed image ID from the vector's name.
 func vectorID(name string) [16]byte {

@@ -30,7 +30,13 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		HideHelpCommand:      true,
 		EnableBashCompletion: false,
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
-			return usagef("%v (see 'seedship %s --help')", err, c.Command.Name)
+			return usagef("%v (see 'seedship --help')", err)
+		},
+		Action: func(c *cli.Context) error {
+			if c.Args().Len() > 0 {
+				return usagef("unknown command %q: use capture, info, verify or restore (see 'seedship --help')", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
 		},
 		Commands: []*cli.Command{captureCommand(), infoCommand(), verifyCommand(), restoreCommand()},
 	}

@@ -7,7 +7,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/seedship/seedship/engine"
-	"github.com/seedship/seedship/format"
 )
 
 func captureCommand() *cli.Command {
@@ -68,6 +67,19 @@ func runCapture(c *cli.Context) error {
 	if level == 0 {
 		return usagef("capture: --level 0 is not a level: use 1-22, or -1 for no compression")
 	}
+	p := newPrinter(c, "capture")
+	opts := engine.CaptureOptions{
+		ChunkSize:   int(min(chunk, 1<<40)),
+		Level:       level,
+		SegmentSize: seg,
+		Workers:     c.Int("workers"),
+		Tool:        "seedship " + version,
+		Progress:    p.progress,
+	}
+	// Everything is checked before DEST is created.
+	if err := opts.Validate(); err != nil {
+		return err
+	}
 	src, err := engine.OpenSource(args[0])
 	if err != nil {
 		return err
@@ -77,15 +89,7 @@ func runCapture(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p := newPrinter(c, "capture")
-	res, err := engine.Capture(c.Context, src, dst, engine.CaptureOptions{
-		ChunkSize:   int(min(chunk, format.MaxChunkSize*2)),
-		Level:       level,
-		SegmentSize: seg,
-		Workers:     c.Int("workers"),
-		Tool:        "seedship " + version,
-		Progress:    p.progress,
-	})
+	res, err := engine.Capture(c.Context, src, dst, opts)
 	p.endProgress()
 	if err != nil {
 		return err

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/store/dir"
 )
@@ -15,8 +17,11 @@ import (
 func openStore(ctx context.Context, loc string) (store.Store, error) {
 	_ = ctx
 	s, err := dir.Open(loc)
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, fmt.Errorf("%w: image %s does not exist: check the path (is the drive mounted?)", engine.ErrBadInput, loc)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("image %s: %w (check the path)", loc, err)
+		return nil, fmt.Errorf("image %s: %w", loc, err)
 	}
 	return s, nil
 }

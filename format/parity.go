@@ -1,0 +1,379 @@
+package format
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/klauspost/reedsolomon"
+)
+
+// Parity constants (spec §9).
+const (
+	// FeatureParity is the Requires entry of images with parity.
+	FeatureParity = "parity-rs"
+	// ParityMatrix names the Reed-Solomon encoding matrix.
+	ParityMatrix = "vandermonde-gf256-0x11d"
+	// DefaultRowSize is the default parity row: the unit of damage
+	// location and repair within a shard.
+	DefaultRowSize = 1 << 20
+	// DefaultParitySegmentSize is the default data segment size of parity
+	// images: capture keeps M shards of this size in memory per stripe.
+	DefaultParitySegmentSize = 64 << 20
+	// noSegment marks an absent data shard in a short stripe.
+	noSegment = ^uint32(0)
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ParityKey returns the store key of parity segment n.
+func ParityKey(n uint32) string { return fmt.Sprintf("parity/%08d.par", n) }
+
+// Geometry is a parity scheme: K data shards and M parity shards per
+// stripe, with rows of RowSize bytes.
+type Geometry struct {
+	K, M    int
+	RowSize int
+}
+
+// Validate checks the geometry against the format's limits.
+func (g Geometry) Validate() error {
+	if g.K < 1 || g.M < 1 || g.K+g.M > 256 {
+		return fmt.Errorf("format: parity %d+%d: need K ≥ 1, M ≥ 1 and K+M ≤ 256", g.K, g.M)
+	}
+	if g.RowSize < 4096 || g.RowSize > 64<<20 || g.RowSize&(g.RowSize-1) != 0 {
+		return fmt.Errorf("format: parity row size %d: need a power of two from 4KiB to 64MiB", g.RowSize)
+	}
+	return nil
+}
+
+// Stripe returns the stripe of data segment n and its position in it.
+func (g Geometry) Stripe(n uint32) (stripe uint32, pos int) {
+	return n / uint32(g.K), int(n % uint32(g.K))
+}
+
+// ParityNumber returns the segment number of parity shard j of a stripe.
+func (g Geometry) ParityNumber(stripe uint32, j int) uint32 { return stripe*uint32(g.M) + uint32(j) }
+
+// NewCoder returns the Reed-Solomon coder the spec pins: klauspost's
+// default Vandermonde-derived matrix, single-threaded (parallelism is the
+// pipeline's).
+func (g Geometry) NewCoder() (reedsolomon.Encoder, error) {
+	return reedsolomon.New(g.K, g.M, reedsolomon.WithMaxGoroutines(1))
+}
+
+// ShardRef names one data shard of a stripe in a parity index.
+type ShardRef struct {
+	Number uint32 // data segment number, or ^0 for an absent shard
+	Size   int64  // its size (0 when absent)
+}
+
+// Present reports whether the shard exists.
+func (r ShardRef) Present() bool { return r.Number != noSegment }
+
+// ParityIndex is the index of a parity segment (spec §9): the stripe's
+// geometry, its data shards, and the CRC-32C of every row of every shard.
+type ParityIndex struct {
+	Stripe  uint32
+	K, M, J int
+	RowSize int
+	Rows    int
+	Data    []ShardRef // K entries
+	CRC     [][]uint32 // K+M shards × Rows
+}
+
+const parityIndexFixed = 16
+
+// Marshal returns the index bytes.
+func (p *ParityIndex) Marshal() []byte {
+	b := make([]byte, parityIndexFixed, parityIndexFixed+12*p.K+4*(p.K+p.M)*p.Rows)
+	binary.LittleEndian.PutUint32(b[0:], p.Stripe)
+	b[4], b[5], b[6] = byte(p.K), byte(p.M), byte(p.J)
+	binary.LittleEndian.PutUint32(b[8:], uint32(p.RowSize))
+	binary.LittleEndian.PutUint32(b[12:], uint32(p.Rows))
+	for _, d := range p.Data {
+		b = binary.LittleEndian.AppendUint32(b, d.Number)
+		b = binary.LittleEndian.AppendUint64(b, uint64(d.Size))
+	}
+	for _, shard := range p.CRC {
+		for _, c := range shard {
+			b = binary.LittleEndian.AppendUint32(b, c)
+		}
+	}
+	return b
+}
+
+// ParseParityIndex decodes a parity index.
+func ParseParityIndex(b []byte) (*ParityIndex, error) {
+	if len(b) < parityIndexFixed {
+		return nil, corruptf("parity index is %d bytes", len(b))
+	}
+	p := &ParityIndex{Stripe: binary.LittleEndian.Uint32(b[0:]), K: int(b[4]), M: int(b[5]), J: int(b[6]),
+		RowSize: int(binary.LittleEndian.Uint32(b[8:])), Rows: int(binary.LittleEndian.Uint32(b[12:]))}
+	if b[7] != 0 {
+		return nil, corruptf("parity index reserved byte not zero")
+	}
+	if err := (Geometry{p.K, p.M, p.RowSize}).Validate(); err != nil {
+		return nil, corruptf("parity index: %v", err)
+	}
+	if p.J >= p.M {
+		return nil, corruptf("parity index: shard %d of %d", p.J, p.M)
+	}
+	want := int64(parityIndexFixed) + 12*int64(p.K) + 4*int64(p.K+p.M)*int64(p.Rows)
+	if int64(len(b)) != want {
+		return nil, corruptf("parity index is %d bytes, its counts say %d", len(b), want)
+	}
+	b = b[parityIndexFixed:]
+	p.Data = make([]ShardRef, p.K)
+	for i := range p.Data {
+		p.Data[i] = ShardRef{Number: binary.LittleEndian.Uint32(b), Size: int64(binary.LittleEndian.Uint64(b[4:]))}
+		b = b[12:]
+		if d := p.Data[i]; d.Size < 0 || d.Size > int64(p.Rows)*int64(p.RowSize) || (!d.Present() && d.Size != 0) {
+			return nil, corruptf("parity index: data shard %d size %d", i, d.Size)
+		}
+	}
+	p.CRC = make([][]uint32, p.K+p.M)
+	for s := range p.CRC {
+		p.CRC[s] = make([]uint32, p.Rows)
+		for r := range p.CRC[s] {
+			p.CRC[s][r] = binary.LittleEndian.Uint32(b)
+			b = b[4:]
+		}
+	}
+	return p, nil
+}
+
+// ParitySegmentSize returns the size of a parity segment of rows rows.
+func ParitySegmentSize(idx *ParityIndex) int64 {
+	return SegmentHeaderSize + int64(idx.Rows)*int64(idx.RowSize) + int64(len(idx.Marshal())) + FooterSize
+}
+
+// StripeEncoder accumulates the parity of one stripe while its data
+// segments stream past, using Reed-Solomon's linearity: each data byte
+// contributes to the parity bytes at the same offset independently, so
+// shards can be fed in any order, in pieces. Memory is M × the largest
+// shard. It is not safe for concurrent use.
+type StripeEncoder struct {
+	geo    Geometry
+	coder  reedsolomon.Encoder
+	parity [][]byte
+	data   []ShardRef
+	crc    [][]uint32 // data shards' row CRCs so far
+	pos    int        // data shard being fed, -1 when none
+	off    int64      // bytes fed to it
+	rowCRC uint32
+	zero   []byte
+}
+
+// NewStripeEncoder returns an encoder for stripes of geometry g.
+func NewStripeEncoder(g Geometry) (*StripeEncoder, error) {
+	if err := g.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := g.NewCoder()
+	if err != nil {
+		return nil, fmt.Errorf("format: reed-solomon: %w", err)
+	}
+	e := &StripeEncoder{geo: g, coder: c, parity: make([][]byte, g.M), zero: make([]byte, g.RowSize)}
+	e.Reset()
+	return e, nil
+}
+
+// Reset prepares for a new stripe, keeping the parity buffers.
+func (e *StripeEncoder) Reset() {
+	for j := range e.parity {
+		e.parity[j] = e.parity[j][:0]
+	}
+	e.data = make([]ShardRef, e.geo.K)
+	for i := range e.data {
+		e.data[i] = ShardRef{Number: noSegment}
+	}
+	e.crc = make([][]uint32, e.geo.K)
+	e.pos = -1
+}
+
+// BeginShard starts feeding data shard pos (segment number n).
+func (e *StripeEncoder) BeginShard(pos int, n uint32) {
+	e.pos, e.off, e.rowCRC = pos, 0, 0
+	e.data[pos] = ShardRef{Number: n}
+}
+
+// Write feeds the next bytes of the current data shard.
+func (e *StripeEncoder) Write(b []byte) (int, error) {
+	n := len(b)
+	R := int64(e.geo.RowSize)
+	end := e.off + int64(n)
+	for j := range e.parity {
+		if int64(len(e.parity[j])) < end {
+			e.parity[j] = growZero(e.parity[j], end)
+		}
+	}
+	ps := make([][]byte, e.geo.M)
+	for j := range ps {
+		ps[j] = e.parity[j][e.off:end]
+	}
+	if err := e.coder.EncodeIdx(b, e.pos, ps); err != nil {
+		return 0, fmt.Errorf("format: parity: %w", err)
+	}
+	for len(b) > 0 {
+		inRow := int(R - e.off%R)
+		k := min(inRow, len(b))
+		e.rowCRC = crc32.Update(e.rowCRC, castagnoli, b[:k])
+		e.off += int64(k)
+		b = b[k:]
+		if e.off%R == 0 {
+			e.crc[e.pos] = append(e.crc[e.pos], e.rowCRC)
+			e.rowCRC = 0
+		}
+	}
+	return n, nil
+}
+
+// EndShard finishes the current data shard.
+func (e *StripeEncoder) EndShard() {
+	R := int64(e.geo.RowSize)
+	if rem := e.off % R; rem != 0 {
+		e.crc[e.pos] = append(e.crc[e.pos], crc32.Update(e.rowCRC, castagnoli, e.zero[:R-rem]))
+	}
+	e.data[e.pos].Size = e.off
+	e.pos = -1
+}
+
+func growZero(b []byte, n int64) []byte {
+	if int64(cap(b)) >= n {
+		old := len(b)
+		b = b[:n]
+		clear(b[old:])
+		return b
+	}
+	nb := make([]byte, n, max(n, int64(cap(b))*5/4))
+	copy(nb, b)
+	return nb
+}
+
+// ParitySegment is one finished parity segment.
+type ParitySegment struct {
+	Number  uint32
+	Header  []byte // segment header
+	Rows    []byte // the parity bytes, Rows × RowSize
+	Index   *ParityIndex
+	Trailer []byte // index bytes and footer
+}
+
+// Size returns the segment's total size.
+func (s *ParitySegment) Size() int64 {
+	return int64(len(s.Header) + len(s.Rows) + len(s.Trailer))
+}
+
+// Summary returns the segment's manifest entry.
+func (s *ParitySegment) Summary() SegmentSummary {
+	ib := s.Trailer[:len(s.Trailer)-FooterSize]
+	return SegmentSummary{Number: s.Number, Kind: SegmentParity, Size: s.Size(), IndexHash: sha256.Sum256(ib)}
+}
+
+// Finish completes the stripe's parity and returns its M parity segments.
+// The returned Rows alias the encoder's buffers: write them out before the
+// next Reset.
+func (e *StripeEncoder) Finish(stripe uint32, imageID [16]byte) []ParitySegment {
+	R := int64(e.geo.RowSize)
+	var shard int64
+	for _, d := range e.data {
+		shard = max(shard, d.Size)
+	}
+	rows := int((shard + R - 1) / R)
+	length := int64(rows) * R
+	zeroCRC := crc32.Checksum(e.zero, castagnoli)
+	crc := make([][]uint32, e.geo.K+e.geo.M)
+	for i := range e.geo.K {
+		c := e.crc[i]
+		for len(c) < rows {
+			c = append(c, zeroCRC)
+		}
+		crc[i] = c
+	}
+	for j := range e.parity {
+		e.parity[j] = growZero(e.parity[j], length)
+		c := make([]uint32, rows)
+		for r := range rows {
+			c[r] = crc32.Checksum(e.parity[j][int64(r)*R:int64(r+1)*R], castagnoli)
+		}
+		crc[e.geo.K+j] = c
+	}
+	out := make([]ParitySegment, e.geo.M)
+	for j := range out {
+		n := e.geo.ParityNumber(stripe, j)
+		idx := &ParityIndex{Stripe: stripe, K: e.geo.K, M: e.geo.M, J: j, RowSize: e.geo.RowSize, Rows: rows,
+			Data: e.data, CRC: crc}
+		ib := idx.Marshal()
+		f := Footer{IndexOffset: SegmentHeaderSize + length, IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
+		out[j] = ParitySegment{
+			Number:  n,
+			Header:  SegmentHeader{Version: Version, Kind: SegmentParity, Number: n, ImageID: imageID}.Marshal(),
+			Rows:    e.parity[j][:length],
+			Index:   idx,
+			Trailer: append(ib, f.Marshal()...),
+		}
+	}
+	return out
+}
+
+// RowCRC returns the CRC-32C of a row slice.
+func RowCRC(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// ReconstructRow rebuilds the missing slices of one row: shards holds K+M
+// slices of RowSize bytes, nil for an erasure (data shards first). It
+// fails if more than M are missing.
+func (g Geometry) ReconstructRow(coder reedsolomon.Encoder, shards [][]byte) error {
+	if err := coder.Reconstruct(shards); err != nil {
+		return fmt.Errorf("format: reed-solomon: %w", err)
+	}
+	return nil
+}
+
+// ReadParityIndex reads and checks the footer and index of a parity
+// segment of the given size through r; want, if not zero, is the index hash
+// the manifest records.
+func ReadParityIndex(r io.ReaderAt, size int64, want Hash) (*ParityIndex, error) {
+	if size < SegmentHeaderSize+FooterSize {
+		return nil, corruptf("parity segment is %d bytes", size)
+	}
+	fb := make([]byte, FooterSize)
+	if _, err := r.ReadAt(fb, size-FooterSize); err != nil {
+		return nil, fmt.Errorf("format: read parity footer: %w", err)
+	}
+	f, err := ParseFooter(fb, size)
+	if err != nil {
+		return nil, err
+	}
+	if f.Frames != 0 || f.IndexLen > MaxManifestSize {
+		return nil, corruptf("parity footer: %d frames, index %d bytes", f.Frames, f.IndexLen)
+	}
+	ib := make([]byte, f.IndexLen)
+	if _, err := r.ReadAt(ib, f.IndexOffset); err != nil {
+		return nil, fmt.Errorf("format: read parity index: %w", err)
+	}
+	h := sha256.Sum256(ib)
+	if h != f.IndexHash || (want != Hash{} && h != want) {
+		return nil, corruptf("parity index hash mismatch")
+	}
+	idx, err := ParseParityIndex(ib)
+	if err != nil {
+		return nil, err
+	}
+	if f.IndexOffset != SegmentHeaderSize+int64(idx.Rows)*int64(idx.RowSize) {
+		return nil, corruptf("parity rows end at %d, index at %d", SegmentHeaderSize+int64(idx.Rows)*int64(idx.RowSize), f.IndexOffset)
+	}
+	return idx, nil
+}
+
+// ParityTrailer returns the index and footer bytes of parity shard j of the
+// stripe idx describes (idx is any intact index of the stripe).
+func ParityTrailer(idx *ParityIndex, j int) []byte {
+	c := *idx
+	c.J = j
+	ib := c.Marshal()
+	f := Footer{IndexOffset: SegmentHeaderSize + int64(c.Rows)*int64(c.RowSize), IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
+	return append(ib, f.Marshal()...)
+}
