@@ -29,14 +29,21 @@ import (
 // (figures in the closing note of the format issue and bench/README.md).
 const DefaultLevel = 6
 
+// MaxParityMemory bounds the parity accumulators capture keeps per stripe
+// (M × segment size), so memory stays bounded whatever the device size.
+const MaxParityMemory = 256 << 20
+
 // CaptureOptions tunes [Capture]. Zero values mean the defaults.
 type CaptureOptions struct {
 	ChunkSize   int   // default format.DefaultChunkSize
 	Level       int   // zstd level 1-22, default DefaultLevel; -1 stores chunks raw
-	SegmentSize int64 // default format.DefaultSegmentSize
-	Workers     int   // hash/compress workers, default GOMAXPROCS
-	Tool        string
-	Progress    func(Progress)
+	SegmentSize int64 // default format.DefaultSegmentSize (DefaultParitySegmentSize with parity)
+	// Parity, if set, adds Reed-Solomon parity: K data + M parity segments
+	// per stripe (RowSize 0 means format.DefaultRowSize).
+	Parity   *format.Geometry
+	Workers  int // hash/compress workers, default GOMAXPROCS
+	Tool     string
+	Progress func(Progress)
 }
 
 // Validate checks the options and fills in defaults; callers use it to
@@ -58,9 +65,30 @@ func (o *CaptureOptions) applyDefaults() error {
 	}
 	if o.SegmentSize == 0 {
 		o.SegmentSize = format.DefaultSegmentSize
+		if o.Parity != nil {
+			o.SegmentSize = format.DefaultParitySegmentSize
+		}
 	}
 	if o.SegmentSize < format.MinSegmentSize {
-		return fmt.Errorf("%w: --segment-size %d: use at least 1MiB", ErrBadInput, o.SegmentSize)
+		return fmt.Errorf("%w: --segment-size %d: use at least 64KiB", ErrBadInput, o.SegmentSize)
+	}
+	if o.Parity != nil {
+		if o.Parity.RowSize == 0 {
+			// Rows of at most 1/16 segment keep the rounding of each
+			// stripe's shard length (at most one row) small.
+			o.Parity.RowSize = format.DefaultRowSize
+			for o.Parity.RowSize > 4096 && int64(o.Parity.RowSize)*16 > o.SegmentSize {
+				o.Parity.RowSize /= 2
+			}
+		}
+		if err := o.Parity.Validate(); err != nil {
+			return fmt.Errorf("%w: --parity: %w", ErrBadInput, err)
+		}
+		// Capture holds M shard-sized parity accumulators per stripe.
+		if mem := int64(o.Parity.M) * (o.SegmentSize + int64(o.ChunkSize)); mem > MaxParityMemory {
+			return fmt.Errorf("%w: --parity %d+%d with --segment-size %d needs %d MiB of parity buffers: use a smaller --segment-size (at most %d MiB per parity shard)",
+				ErrBadInput, o.Parity.K, o.Parity.M, o.SegmentSize, mem>>20, MaxParityMemory/int64(o.Parity.M)>>20)
+		}
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
@@ -152,6 +180,15 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	iw, err := format.NewImageWriter(segmentCreator(ctx, dst), imageID, opts.SegmentSize, nchunks)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Parity != nil {
+		err := iw.SetParity(*opts.Parity, func(ps *format.ParitySegment) error {
+			r := io.MultiReader(bytes.NewReader(ps.Header), bytes.NewReader(ps.Rows), bytes.NewReader(ps.Trailer))
+			return dst.Put(ctx, format.ParityKey(ps.Number), r, ps.Size())
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 
 	// A fixed set of jobs bounds memory: about (2×workers+2) × 2 chunks.
@@ -249,6 +286,13 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	mb, err := m.Marshal()
 	if err != nil {
 		return nil, err
+	}
+	// Copies first, for parity images: no single file's loss makes the
+	// image unreadable (spec §9.5).
+	for _, key := range m.CopyKeys() {
+		if err := dst.Put(ctx, key, bytes.NewReader(mb), int64(len(mb))); err != nil {
+			return nil, fmt.Errorf("write %s to %s: %w", key, dst, err)
+		}
 	}
 	// Written last: its presence is what makes the image complete.
 	if err := dst.Put(ctx, format.ManifestKey, bytes.NewReader(mb), int64(len(mb))); err != nil {

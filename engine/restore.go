@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/seedship/seedship/device"
@@ -19,6 +20,10 @@ type RestoreOptions struct {
 	// TargetZeroed says the target already reads as zeros (a new thin
 	// volume, or one the operator discarded), so zero chunks are skipped.
 	TargetZeroed bool
+	// AllowDamaged writes everything that can be written when some chunks
+	// are beyond repair, leaving their ranges untouched (the error still
+	// lists them), so a replication resync can fix just those.
+	AllowDamaged bool
 	Workers      int // decode/verify workers, default GOMAXPROCS
 	Readers      int // parallel segment streams, default the store's
 	Progress     func(Progress)
@@ -29,15 +34,21 @@ type RestoreResult struct {
 	Manifest     *format.Manifest
 	Report       *verify.Report
 	Elapsed      time.Duration
-	ZeroedBytes  int64 // bytes of zero chunks written or punched
-	SkippedZeros bool  // zero chunks were skipped (target known zeroed)
+	ZeroedBytes  int64                 // bytes of zero chunks written or punched
+	SkippedZeros bool                  // zero chunks were skipped (target known zeroed)
+	Rebuilt      []uint64              // chunks rebuilt from parity
+	Lost         []uint64              // chunks beyond repair, not written
+	Stripes      []verify.StripeStatus // damaged parity stripes
 }
 
 // OpenImage loads and checks the manifest of the image in st, mapping
 // failures to ErrBadInput (not an image, or another version) or
 // ErrIntegrity (damaged manifest).
 func OpenImage(ctx context.Context, st store.Store) (*format.Manifest, error) {
-	m, err := verify.LoadManifest(ctx, st)
+	return mapManifestErr(verify.LoadManifest(ctx, st))
+}
+
+func mapManifestErr(m *format.Manifest, err error) (*format.Manifest, error) {
 	switch {
 	case err == nil:
 		return m, nil
@@ -84,8 +95,11 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	if err != nil {
 		return nil, err
 	}
-	if errs := CheckSegments(ctx, img, m); len(errs) > 0 {
-		return nil, fmt.Errorf("%w: %w; nothing was written to %s", ErrIntegrity, errors.Join(errs...), target)
+	_, hasParity := m.Geometry()
+	// Without parity a missing segment means lost data: refuse before
+	// writing, unless the operator accepts a partial restore.
+	if errs := CheckSegments(ctx, img, m); len(errs) > 0 && !hasParity && !opts.AllowDamaged {
+		return nil, fmt.Errorf("%w: %w; nothing was written to %s (--allow-damaged restores the rest)", ErrIntegrity, errors.Join(errs...), target)
 	}
 	if err := notInImage(target, img, m); err != nil {
 		return nil, err
@@ -95,55 +109,102 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 		return nil, err
 	}
 	defer f.Close()
+	res := &RestoreResult{Manifest: m}
+	// A file this restore created and could not finish must not pass for
+	// a restored disk (with --allow-damaged the operator asked for it).
+	fail := func(err error) (*RestoreResult, error) {
+		if created && !opts.AllowDamaged {
+			f.Close()
+			os.Remove(target)
+		}
+		return res, err
+	}
 
+	writeChunk := func(i uint64, raw []byte) error {
+		off, _ := m.ChunkRange(i)
+		if _, err := f.WriteAt(raw, off); err != nil {
+			return fmt.Errorf("write %s at byte %d: %w", target, off, err)
+		}
+		return nil
+	}
 	meter := NewMeter(m.Header.Size, opts.Progress)
 	rep, err := verify.Scan(ctx, img, m, verify.ScanOptions{
 		Workers:      opts.Workers,
 		Readers:      opts.Readers,
-		StopOnDamage: true,
-		OnChunk: func(i uint64, raw []byte) error {
-			off, _ := m.ChunkRange(i)
-			if _, err := f.WriteAt(raw, off); err != nil {
-				return fmt.Errorf("write %s at byte %d: %w", target, off, err)
-			}
-			return nil
-		},
-		OnProgress: meter.Add,
+		StopOnDamage: !hasParity && !opts.AllowDamaged,
+		OnChunk:      writeChunk,
+		OnProgress:   meter.Add,
 	})
-	res := &RestoreResult{Manifest: m, Report: rep}
-	if err != nil || !rep.OK() {
-		// A file this restore created and could not finish must not
-		// pass for a restored disk.
-		if created {
-			f.Close()
-			os.Remove(target)
-		}
-	}
+	res.Report = rep
 	if err != nil {
 		if errors.Is(err, verify.ErrDamaged) {
-			return res, fmt.Errorf("%w: %w; the restore stopped and %s is incomplete", ErrIntegrity, err, target)
+			return fail(fmt.Errorf("%w: %w; the restore stopped and %s is incomplete", ErrIntegrity, err, target))
 		}
-		return res, err
+		return fail(err)
 	}
 	if !rep.OK() {
-		return res, fmt.Errorf("%w: %w; %s is incomplete", ErrIntegrity, rep.Err(), target)
+		lost := rep.BadChunks()
+		if hasParity {
+			// Rebuild from parity what the scan found damaged,
+			// without touching the image.
+			res.Stripes, err = verify.RebuildChunks(ctx, img, m, rep.Findings, func(i uint64, raw []byte) error {
+				res.Rebuilt = append(res.Rebuilt, i)
+				meter.Add(int64(len(raw)))
+				return writeChunk(i, raw)
+			})
+			if err != nil {
+				return fail(err)
+			}
+			lost = lost[:0]
+			for _, s := range res.Stripes {
+				lost = append(lost, s.LostChunks...)
+			}
+			slices.Sort(lost)
+			lost = slices.Compact(lost)
+		}
+		res.Lost = lost
+		if len(lost) > 0 && !opts.AllowDamaged {
+			return fail(fmt.Errorf("%w: %d chunk(s) beyond repair (%s); %s is incomplete (--allow-damaged writes the rest)",
+				ErrIntegrity, len(lost), describeChunks(m, lost), target))
+		}
 	}
 	res.SkippedZeros = fresh || opts.TargetZeroed
 	if !res.SkippedZeros {
 		if res.ZeroedBytes, err = zeroChunks(ctx, f, m, meter); err != nil {
-			return res, fmt.Errorf("zero ranges of %s: %w", target, err)
+			return fail(fmt.Errorf("zero ranges of %s: %w", target, err))
 		}
 	} else {
 		meter.Add(int64(rep.ZeroChunks) * int64(m.Header.ChunkSize))
 	}
 	if err := f.Sync(); err != nil {
-		return res, fmt.Errorf("fsync %s: %w", target, err)
+		return fail(fmt.Errorf("fsync %s: %w", target, err))
 	}
 	if err := f.Close(); err != nil {
-		return res, fmt.Errorf("close %s: %w", target, err)
+		return fail(fmt.Errorf("close %s: %w", target, err))
 	}
 	res.Elapsed = time.Since(start)
+	if len(res.Lost) > 0 {
+		return res, fmt.Errorf("%w: %s written except %d damaged chunk(s) left untouched: %s; let the replication product resync those ranges",
+			ErrIntegrity, target, len(res.Lost), describeChunks(m, res.Lost))
+	}
 	return res, nil
+}
+
+// describeChunks lists chunks with their source byte ranges, briefly.
+func describeChunks(m *format.Manifest, idx []uint64) string {
+	var b strings.Builder
+	for n, i := range idx {
+		if n == 8 {
+			fmt.Fprintf(&b, ", and %d more", len(idx)-n)
+			break
+		}
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		off, length := m.ChunkRange(i)
+		fmt.Fprintf(&b, "chunk %d bytes %d-%d", i, off, off+length-1)
+	}
+	return b.String()
 }
 
 // zeroChunks makes every zero chunk of the target read as zeros, one

@@ -1,5 +1,7 @@
 package format
 
+import "fmt"
+
 // Format constants. spec/FORMAT.md names each one; changing any of them
 // changes the bytes on disk and needs a new Version.
 const (
@@ -37,6 +39,9 @@ const (
 	// ManifestKey is the manifest's key in a store.
 	ManifestKey = "manifest.ssm"
 )
+
+// ManifestCopyKey returns the key of redundant manifest copy n (n ≥ 1).
+func ManifestCopyKey(n int) string { return fmt.Sprintf("%s.%d", ManifestKey, n) }
 
 // Magic numbers.
 var (

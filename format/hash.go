@@ -13,8 +13,9 @@ type Hash [32]byte
 // catch-up; integrity rests on the full chunk hash, not on these.
 type BlockDigest [BlockDigestLen]byte
 
-// zeroBuf is a shared all-zero buffer, read only.
-var zeroBuf = make([]byte, MaxChunkSize)
+// zeroBuf is a shared all-zero buffer, read only; 1 MiB keeps the
+// comparison loop's overhead negligible without holding a chunk's worth.
+var zeroBuf = make([]byte, 1<<20)
 
 // IsZero reports whether b is all zero bytes. It uses the vectorised
 // bytes.Equal, so an all-zero chunk costs one pass at memory speed.
@@ -67,7 +68,7 @@ func ZeroChunkHash(rawLen int) Hash {
 		if rem >= BlockSize {
 			h.Write(zeroBlockHash[:])
 		} else {
-			d := sha256.Sum256(zeroBuf[:rem])
+			d := sha256.Sum256(zeroBuf[:rem]) // rem < BlockSize
 			h.Write(d[:])
 		}
 	}

@@ -64,6 +64,8 @@ func (w *ImageWriter) SetParity(g Geometry, write func(*ParitySegment) error) er
 	if w.next != 0 || w.cur != nil {
 		return fmt.Errorf("format: SetParity after the first segment")
 	}
+	// A shard is the segment size plus at most one frame and its index.
+	enc.Reserve(w.segmentSize + MaxChunkSize/16 + 1<<20)
 	w.geo, w.enc, w.writeParity = g, enc, write
 	return nil
 }

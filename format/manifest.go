@@ -483,3 +483,18 @@ func (m *Manifest) validateParity() error {
 	}
 	return nil
 }
+
+// CopyKeys returns the keys of the redundant manifest copies the image
+// carries (spec §9.5): one per parity shard for parity images, none
+// otherwise.
+func (m *Manifest) CopyKeys() []string {
+	g, ok := m.Geometry()
+	if !ok {
+		return nil
+	}
+	keys := make([]string, g.M)
+	for i := range keys {
+		keys[i] = ManifestCopyKey(i + 1)
+	}
+	return keys
+}

@@ -181,6 +181,17 @@ func NewStripeEncoder(g Geometry) (*StripeEncoder, error) {
 	return e, nil
 }
 
+// Reserve sizes the parity buffers for shards of up to n bytes at once,
+// so that they are allocated once, not grown as a stripe streams by.
+func (e *StripeEncoder) Reserve(n int64) {
+	n = (n + int64(e.geo.RowSize) - 1) / int64(e.geo.RowSize) * int64(e.geo.RowSize)
+	for j := range e.parity {
+		if int64(cap(e.parity[j])) < n {
+			e.parity[j] = make([]byte, 0, n)
+		}
+	}
+}
+
 // Reset prepares for a new stripe, keeping the parity buffers.
 func (e *StripeEncoder) Reset() {
 	for j := range e.parity {

@@ -83,7 +83,7 @@ func Device(ctx context.Context, m *format.Manifest, path string, opts DeviceOpt
 						rep.ok(length)
 					}
 				} else {
-					rep.add(Finding{Chunk: i, IsChunk: true, Offset: off, Length: length, Segment: c.Segment,
+					rep.add(Finding{Key: path, Chunk: i, IsChunk: true, Offset: off, Length: length, Segment: c.Segment,
 						Err: &format.ChunkError{Index: i, Offset: off, Length: length, Segment: c.Segment,
 							Err: fmt.Errorf("%s differs from the image", path)}})
 				}

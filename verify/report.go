@@ -11,6 +11,8 @@ import (
 
 // Finding is one piece of damage.
 type Finding struct {
+	Key     string // the image file involved (segment, parity segment, manifest)
+	Rows    []int  // for a parity segment: the damaged rows; nil means all
 	Chunk   uint64 // chunk index; meaningful when IsChunk
 	IsChunk bool   // the finding is about one chunk's data
 	Offset  int64  // first source byte affected (chunks only)
@@ -34,6 +36,9 @@ type Report struct {
 	ChunksOK     uint64 // stored chunks whose hash matched
 	ZeroChunks   uint64 // zero chunks (checked against the manifest only, or on the device)
 	BytesChecked int64  // raw bytes verified
+	// Stripes says, for parity images, what each damaged stripe needs
+	// and whether it can be rebuilt.
+	Stripes []StripeStatus
 }
 
 func (r *Report) add(f Finding) {
@@ -42,13 +47,15 @@ func (r *Report) add(f Finding) {
 	r.mu.Unlock()
 }
 
-func (r *Report) addChunkErr(err error) {
+// addErr records damage to key; a *format.ChunkError becomes a chunk
+// finding.
+func (r *Report) addErr(key string, err error) {
 	var ce *format.ChunkError
 	if errors.As(err, &ce) {
-		r.add(Finding{Chunk: ce.Index, IsChunk: true, Offset: ce.Offset, Length: ce.Length, Segment: ce.Segment, Err: err})
+		r.add(Finding{Key: key, Chunk: ce.Index, IsChunk: true, Offset: ce.Offset, Length: ce.Length, Segment: ce.Segment, Err: err})
 		return
 	}
-	r.add(Finding{Err: err})
+	r.add(Finding{Key: key, Err: err})
 }
 
 func (r *Report) ok(n int64) {

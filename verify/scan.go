@@ -25,23 +25,88 @@ var (
 	ErrDamaged = errors.New("verify: damage found")
 )
 
-// LoadManifest reads and checks the manifest of the image in st. A missing
-// manifest wraps ErrNoImage; a damaged one wraps format.ErrCorrupt; one from
-// another version wraps format.ErrVersion.
+// LoadManifest reads and checks the manifest of the image in st. If
+// manifest.ssm is missing or damaged it falls back to the redundant copies
+// manifest.ssm.N of parity images. A missing manifest wraps ErrNoImage; a
+// damaged one wraps format.ErrCorrupt; one from another version wraps
+// format.ErrVersion.
 func LoadManifest(ctx context.Context, st store.Store) (*format.Manifest, error) {
-	rc, err := st.Get(ctx, format.ManifestKey, 0, -1)
-	if errors.Is(err, store.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", st, ErrNoImage)
+	m, _, err := LoadManifestBytes(ctx, st)
+	return m, err
+}
+
+// LoadManifestBytes is LoadManifest that also returns the manifest's
+// encoded bytes, for rewriting damaged copies verbatim.
+func LoadManifestBytes(ctx context.Context, st store.Store) (*format.Manifest, []byte, error) {
+	m, b, err := readManifest(ctx, st, format.ManifestKey)
+	if err == nil || errors.Is(err, format.ErrVersion) || !recoverable(err) {
+		return m, b, err
 	}
+	var copies []string
+	lerr := st.List(ctx, format.ManifestKey+".", func(i store.Info) error {
+		copies = append(copies, i.Key)
+		return nil
+	})
+	if lerr != nil {
+		return nil, nil, fmt.Errorf("list %s: %w", st, lerr)
+	}
+	for _, key := range copies {
+		if m, b, cerr := readManifest(ctx, st, key); cerr == nil {
+			return m, b, nil
+		}
+	}
+	if errors.Is(err, store.ErrNotExist) {
+		if len(copies) > 0 {
+			return nil, nil, fmt.Errorf("%s: manifest.ssm missing and every copy damaged: %w", st, format.ErrCorrupt)
+		}
+		return nil, nil, fmt.Errorf("%s: %w", st, ErrNoImage)
+	}
+	return nil, nil, err
+}
+
+// recoverable reports whether a manifest copy may do better than err.
+func recoverable(err error) bool {
+	return errors.Is(err, store.ErrNotExist) || errors.Is(err, format.ErrCorrupt) ||
+		errors.Is(err, format.ErrFormat) || errors.Is(err, format.ErrTooLarge)
+}
+
+func readManifest(ctx context.Context, st store.Store, key string) (*format.Manifest, []byte, error) {
+	rc, err := st.Get(ctx, key, 0, -1)
 	if err != nil {
-		return nil, fmt.Errorf("read manifest of %s: %w", st, err)
+		if errors.Is(err, store.ErrNotExist) {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("read %s of %s: %w", key, st, err)
 	}
 	defer rc.Close()
-	m, err := format.ReadManifest(rc)
+	b, err := io.ReadAll(io.LimitReader(rc, format.MaxManifestSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("manifest of %s: %w", st, err)
+		return nil, nil, fmt.Errorf("read %s of %s: %w", key, st, err)
 	}
-	return m, nil
+	m, err := format.DecodeManifest(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s of %s: %w", key, st, err)
+	}
+	return m, b, nil
+}
+
+// CheckManifestCopies reports every manifest file of the image (the main
+// one and, for parity images, its copies) that is missing or differs from
+// m. It returns the keys that need rewriting.
+func CheckManifestCopies(ctx context.Context, st store.Store, m *format.Manifest, copies []string) ([]string, []Finding) {
+	var bad []string
+	var findings []Finding
+	for _, key := range append([]string{format.ManifestKey}, copies...) {
+		got, _, err := readManifest(ctx, st, key)
+		if err == nil && got.Hash != m.Hash {
+			err = fmt.Errorf("%s differs from the image's manifest", key)
+		}
+		if err != nil {
+			bad = append(bad, key)
+			findings = append(findings, Finding{Key: key, Err: fmt.Errorf("manifest %s: %w", key, err)})
+		}
+	}
+	return bad, findings
 }
 
 // ScanOptions tunes [Scan]. Zero values mean the defaults.
@@ -102,8 +167,8 @@ func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOpti
 	sort.Slice(segs, func(i, j int) bool { return segs[i] < segs[j] })
 
 	g, ctx := errgroup.WithContext(ctx)
-	damage := func(err error) error {
-		rep.addChunkErr(err)
+	damage := func(key string, err error) error {
+		rep.addErr(key, err)
 		if opts.StopOnDamage {
 			return fmt.Errorf("%w: %v", ErrDamaged, err)
 		}
@@ -156,7 +221,7 @@ func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOpti
 				raw, err := codec.Decode(w.frame.Codec, w.frame.Payload, int(length), m.Chunks[w.frame.Index].Hash, out, nil)
 				if err != nil {
 					off, _ := m.ChunkRange(w.frame.Index)
-					err = damage(&format.ChunkError{Index: w.frame.Index, Offset: off, Length: length,
+					err = damage(format.SegmentKey(m.Chunks[w.frame.Index].Segment), &format.ChunkError{Index: w.frame.Index, Offset: off, Length: length,
 						Segment: m.Chunks[w.frame.Index].Segment, Err: err})
 				} else {
 					rep.ok(length)
@@ -182,7 +247,7 @@ func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOpti
 
 // scanSegment streams one segment and sends its frames to the workers.
 func scanSegment(ctx context.Context, st store.Store, m *format.Manifest, seg uint32, chunks []uint64,
-	pool chan []byte, frames chan<- work, damage func(error) error) error {
+	pool chan []byte, frames chan<- work, damage func(string, error) error) error {
 	key := format.SegmentKey(seg)
 	rc, err := st.Get(ctx, key, 0, -1)
 	var r io.Reader
@@ -200,11 +265,11 @@ func scanSegment(ctx context.Context, st store.Store, m *format.Manifest, seg ui
 		return err
 	}
 	if rc == nil {
-		if err := damage(fmt.Errorf("%w: segment %s is missing from %s", format.ErrMissing, key, st)); err != nil {
+		if err := damage(key, fmt.Errorf("%w: segment %s is missing from %s", format.ErrMissing, key, st)); err != nil {
 			return err
 		}
 	} else if herr := sc.HeaderErr(); herr != nil {
-		if err := damage(fmt.Errorf("segment %s: header: %w", key, herr)); err != nil {
+		if err := damage(key, fmt.Errorf("segment %s: header: %w", key, herr)); err != nil {
 			return err
 		}
 	}
@@ -225,7 +290,7 @@ func scanSegment(ctx context.Context, st store.Store, m *format.Manifest, seg ui
 			if ioErr := sc.IOErr(); ioErr != nil {
 				return fmt.Errorf("read %s from %s: %w", key, st, ioErr)
 			}
-			if err := damage(err); err != nil {
+			if err := damage(key, err); err != nil {
 				return err
 			}
 			continue
@@ -245,7 +310,7 @@ func scanSegment(ctx context.Context, st store.Store, m *format.Manifest, seg ui
 		}
 		// A truncated segment was already reported chunk by chunk when
 		// frames were lost; report trailer damage on its own otherwise.
-		return damage(fmt.Errorf("segment %s: index/footer: %w", key, err))
+		return damage(key, fmt.Errorf("segment %s: index/footer: %w", key, err))
 	}
 	return nil
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/seedship/seedship/engine"
+	"github.com/seedship/seedship/format"
 )
 
 func captureCommand() *cli.Command {
@@ -28,6 +32,7 @@ Example:
 			&cli.StringFlag{Name: "chunk-size", Value: "4MiB", Usage: "chunk size, a power of two from 64KiB to 64MiB"},
 			&cli.IntFlag{Name: "level", Value: engine.DefaultLevel, Usage: "zstd level, 1 fastest … 22 smallest, mapped onto klauspost/compress's four strategies (1-2 fastest, 3-5 default, 6-9 better, 10+ best); -1 stores chunks uncompressed"},
 			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes"},
+			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},
 			&cli.IntFlag{Name: "workers", Usage: "hash/compress workers (default: number of CPUs)"},
 		}, outputFlags()...),
 		Action: runCapture,
@@ -44,6 +49,8 @@ type captureJSON struct {
 	ZeroChunks     uint64  `json:"zero_chunks"`
 	StoredBytes    int64   `json:"stored_bytes"`
 	Segments       int     `json:"segments"`
+	Parity         string  `json:"parity,omitempty"`
+	ParityBytes    int64   `json:"parity_bytes,omitempty"`
 	SHA256         string  `json:"sha256"`
 	ManifestSHA256 string  `json:"manifest_sha256"`
 	Seconds        float64 `json:"seconds"`
@@ -59,7 +66,13 @@ func runCapture(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	seg, err := parseSize(c.String("segment-size"))
+	var seg int64
+	if c.IsSet("segment-size") || c.String("parity") == "" {
+		if seg, err = parseSize(c.String("segment-size")); err != nil {
+			return err
+		}
+	}
+	geo, err := parseParity(c.String("parity"))
 	if err != nil {
 		return err
 	}
@@ -72,6 +85,7 @@ func runCapture(c *cli.Context) error {
 		ChunkSize:   int(min(chunk, 1<<40)),
 		Level:       level,
 		SegmentSize: seg,
+		Parity:      geo,
 		Workers:     c.Int("workers"),
 		Tool:        "seedship " + version,
 		Progress:    p.progress,
@@ -98,12 +112,44 @@ func runCapture(c *cli.Context) error {
 	secs := max(res.Elapsed.Seconds(), 1e-9)
 	if err := p.emitJSON(captureJSON{Source: args[0], Dest: dst.String(), Size: h.Size, ChunkSize: h.ChunkSize,
 		Chunks: h.Chunks, ZeroChunks: h.ZeroChunks, StoredBytes: h.StoredBytes, Segments: len(res.Manifest.Segments),
+		Parity: parityString(res.Manifest), ParityBytes: h.ParityBytes,
 		SHA256: h.SHA256, ManifestSHA256: hex.EncodeToString(res.Manifest.Hash[:]),
 		Seconds: secs, BytesPerSecond: float64(h.Size) / secs}); err != nil {
 		return err
 	}
-	p.summary("captured %s (%d bytes) from %s into %s: stored %s in %d segment(s), %d of %d chunks zero, %s at %s\nsha256 %s",
-		human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), h.ZeroChunks, h.Chunks,
+	par := ""
+	if h.Parity != nil {
+		par = fmt.Sprintf(" + %s parity %s in %d segment(s)", parityString(res.Manifest), human(h.ParityBytes), len(res.Manifest.Parity))
+	}
+	p.summary("captured %s (%d bytes) from %s into %s: stored %s in %d segment(s)%s, %d of %d chunks zero, %s at %s\nsha256 %s",
+		human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), par, h.ZeroChunks, h.Chunks,
 		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256)
 	return nil
+}
+
+// parseParity parses "K+M" (empty: no parity).
+func parseParity(s string) (*format.Geometry, error) {
+	if s == "" {
+		return nil, nil
+	}
+	ks, ms, ok := strings.Cut(s, "+")
+	k, err1 := strconv.Atoi(ks)
+	m, err2 := strconv.Atoi(ms)
+	if !ok || err1 != nil || err2 != nil {
+		return nil, usagef("bad --parity %q: use K+M, e.g. 10+2 (K data and M parity segments per stripe)", s)
+	}
+	g := &format.Geometry{K: k, M: m}
+	if err := (format.Geometry{K: k, M: m, RowSize: format.DefaultRowSize}).Validate(); err != nil {
+		return nil, usagef("bad --parity %q: %v", s, err)
+	}
+	return g, nil
+}
+
+// parityString renders an image's parity scheme, "" without parity.
+func parityString(m *format.Manifest) string {
+	g, ok := m.Geometry()
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%d+%d", g.K, g.M)
 }

@@ -39,6 +39,10 @@ type infoJSON struct {
 	ZeroChunks     uint64        `json:"zero_chunks"`
 	StoredBytes    int64         `json:"stored_bytes"`
 	Segments       int           `json:"segments"`
+	Parity         string        `json:"parity,omitempty"`
+	ParityBytes    int64         `json:"parity_bytes,omitempty"`
+	ParitySegments int           `json:"parity_segments,omitempty"`
+	ParityOverhead float64       `json:"parity_overhead,omitempty"`
 	SHA256         string        `json:"sha256"`
 	ManifestSHA256 string        `json:"manifest_sha256"`
 	Compression    any           `json:"compression"`
@@ -66,6 +70,7 @@ func runInfo(c *cli.Context) error {
 		return p.emitJSON(infoJSON{Image: st.String(), FormatVersion: h.Version, ImageID: h.ImageID, Tool: h.Tool,
 			Size: h.Size, ChunkSize: h.ChunkSize, BlockSize: h.BlockSize, Chunks: h.Chunks, ZeroChunks: h.ZeroChunks,
 			StoredBytes: h.StoredBytes, Segments: len(m.Segments), SHA256: h.SHA256,
+			Parity: parityString(m), ParityBytes: h.ParityBytes, ParitySegments: len(m.Parity), ParityOverhead: overhead(h),
 			ManifestSHA256: hex.EncodeToString(m.Hash[:]), Compression: h.Compression, Source: h.Source,
 			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd})
 	}
@@ -96,6 +101,13 @@ func runInfo(c *cli.Context) error {
 		ratio = 100 * float64(h.StoredBytes) / float64(h.Size)
 	}
 	row("stored", "%s in %d segment(s), %.1f%% of the source", human(h.StoredBytes), len(m.Segments), ratio)
+	if g, ok := m.Geometry(); ok {
+		row("parity", "Reed-Solomon %d+%d: %s in %d segment(s), %.1f%% overhead; any %d damaged or lost segment(s) of each stripe of %d can be rebuilt",
+			g.K, g.M, human(h.ParityBytes), len(m.Parity), 100*overhead(h), g.M, g.K)
+		row("  copies", "manifest.ssm plus %d copies", len(m.CopyKeys()))
+	} else {
+		row("parity", "none (damage is detected but cannot be repaired)")
+	}
 	if h.Compression.Codec == "zstd" {
 		row("compression", "zstd level %d (%s)", h.Compression.Level, h.Compression.Encoder)
 	} else {
@@ -108,4 +120,12 @@ func runInfo(c *cli.Context) error {
 		fmt.Fprint(p.out, b.String())
 	}
 	return nil
+}
+
+// overhead is parity bytes per stored data byte.
+func overhead(h format.Header) float64 {
+	if h.StoredBytes == 0 {
+		return 0
+	}
+	return float64(h.ParityBytes) / float64(h.StoredBytes)
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 
@@ -43,6 +44,14 @@ func main() {
 	}
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	pprof.StopCPUProfile()
+	// SEEDSHIP_MEMPROFILE=FILE writes a heap profile at exit.
+	if p := os.Getenv("SEEDSHIP_MEMPROFILE"); p != "" {
+		if f, err := os.Create(p); err == nil {
+			runtime.GC()
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	stop()
 	os.Exit(code)
 }

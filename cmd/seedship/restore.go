@@ -21,6 +21,11 @@ checked, every segment must be present, and TARGET must not be mounted, held by 
 swap, or be the device the image was captured from. Every chunk is verified against its hash
 before it is written; TARGET is fsynced before success is reported.
 
+Damaged chunks are rebuilt on the fly from parity (the image is not modified). A chunk beyond repair
+stops the restore before its range is written; with --allow-damaged everything else is written, the
+damaged ranges are left untouched and listed, and the exit status is 3, so the replication product's
+resync can fix just those ranges.
+
 Zero chunks are written as zeros (BLKZEROOUT on devices, hole punching on files) unless
 --target-zeroed says the target already reads as zeros; a file restore creates is known zero.
 
@@ -28,6 +33,7 @@ Example:
    seedship restore /mnt/courier/seed /dev/sdc1`),
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
+			&cli.BoolFlag{Name: "allow-damaged", Usage: "if chunks are beyond repair, write everything else, leave their ranges untouched, list them and exit 3"},
 			&cli.IntFlag{Name: "workers", Usage: "decode/verify workers (default: number of CPUs)"},
 		}, outputFlags()...),
 		Action: runRestore,
@@ -36,16 +42,25 @@ Example:
 
 // restoreJSON is restore's --json output.
 type restoreJSON struct {
-	Image          string  `json:"image"`
-	Target         string  `json:"target"`
-	Size           int64   `json:"size"`
-	ChunksWritten  uint64  `json:"chunks_written"`
-	ZeroChunks     uint64  `json:"zero_chunks"`
-	ZeroedBytes    int64   `json:"zeroed_bytes"`
-	SkippedZeros   bool    `json:"skipped_zeros"`
-	SHA256         string  `json:"sha256"`
-	Seconds        float64 `json:"seconds"`
-	BytesPerSecond float64 `json:"bytes_per_second"`
+	Image          string     `json:"image"`
+	Target         string     `json:"target"`
+	Size           int64      `json:"size"`
+	ChunksWritten  uint64     `json:"chunks_written"`
+	ZeroChunks     uint64     `json:"zero_chunks"`
+	ZeroedBytes    int64      `json:"zeroed_bytes"`
+	Rebuilt        []uint64   `json:"rebuilt_from_parity,omitempty"`
+	Lost           []lostJSON `json:"lost,omitempty"`
+	SkippedZeros   bool       `json:"skipped_zeros"`
+	SHA256         string     `json:"sha256"`
+	Seconds        float64    `json:"seconds"`
+	BytesPerSecond float64    `json:"bytes_per_second"`
+}
+
+// lostJSON is one chunk restore could not write.
+type lostJSON struct {
+	Chunk  uint64 `json:"chunk"`
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
 }
 
 func runRestore(c *cli.Context) error {
@@ -60,27 +75,48 @@ func runRestore(c *cli.Context) error {
 	p := newPrinter(c, "restore")
 	res, err := engine.Restore(c.Context, st, args[1], engine.RestoreOptions{
 		TargetZeroed: c.Bool("target-zeroed"),
+		AllowDamaged: c.Bool("allow-damaged"),
 		Workers:      c.Int("workers"),
 		Progress:     p.progress,
 	})
 	p.endProgress()
-	if err != nil {
-		if res != nil && res.Report != nil && !p.json {
-			for _, f := range res.Report.Findings {
-				fmt.Fprintf(p.errw, "BAD %s\n", f)
-			}
-		}
+	if res == nil || res.Report == nil {
 		return err
 	}
 	h := res.Manifest.Header
 	secs := max(res.Elapsed.Seconds(), 1e-9)
-	if err := p.emitJSON(restoreJSON{Image: st.String(), Target: args[1], Size: h.Size, ChunksWritten: res.Report.ChunksOK,
+	out := restoreJSON{Image: st.String(), Target: args[1], Size: h.Size, ChunksWritten: res.Report.ChunksOK + uint64(len(res.Rebuilt)),
 		ZeroChunks: res.Report.ZeroChunks, ZeroedBytes: res.ZeroedBytes, SkippedZeros: res.SkippedZeros, SHA256: h.SHA256,
-		Seconds: secs, BytesPerSecond: float64(h.Size) / secs}); err != nil {
+		Rebuilt: res.Rebuilt, Seconds: secs, BytesPerSecond: float64(h.Size) / secs}
+	for _, i := range res.Lost {
+		off, length := res.Manifest.ChunkRange(i)
+		out.Lost = append(out.Lost, lostJSON{Chunk: i, Offset: off, Length: length})
+	}
+	if jerr := p.emitJSON(out); jerr != nil {
+		return jerr
+	}
+	if !p.json {
+		rebuilt := map[uint64]bool{}
+		for _, i := range res.Rebuilt {
+			rebuilt[i] = true
+		}
+		for _, f := range res.Report.Findings {
+			if !f.IsChunk || !rebuilt[f.Chunk] {
+				fmt.Fprintf(p.errw, "DAMAGED %s\n", f)
+			}
+		}
+		if len(res.Rebuilt) > 0 {
+			fmt.Fprintf(p.errw, "rebuilt %d chunk(s) from parity: %v\n", len(res.Rebuilt), res.Rebuilt)
+		}
+		for _, l := range out.Lost {
+			fmt.Fprintf(p.errw, "LOST chunk %d: bytes %d-%d left untouched\n", l.Chunk, l.Offset, l.Offset+l.Length-1)
+		}
+	}
+	if err != nil {
 		return err
 	}
-	p.summary("restored %s onto %s: %d chunks written and verified, %d zero chunks %s, fsynced, %s at %s\nsource sha256 %s (compare: sha256sum %s)",
-		human(h.Size), args[1], res.Report.ChunksOK, res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
+	p.summary("restored %s onto %s: %d chunks written and verified (%d rebuilt from parity), %d zero chunks %s, fsynced, %s at %s\nsource sha256 %s (compare: sha256sum %s)",
+		human(h.Size), args[1], out.ChunksWritten, len(res.Rebuilt), res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
 		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256, args[1])
 	return nil
 }

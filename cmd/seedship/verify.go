@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/seedship/seedship/engine"
+	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
 
@@ -22,11 +24,16 @@ its hash in the manifest, and checks each segment's index and footer. With --dev
 that DEV (a block device or file) matches the image block for block, using the manifest's hashes
 only. Each bad chunk is listed with its index and source byte range.
 
+For an image with parity (capture --parity), each damaged stripe is reported with whether it can be
+rebuilt; --repair rewrites the damaged segments in place, atomically, and verifies the result.
+Exit 0 when everything is (now) intact, 3 when anything is damaged or beyond repair.
+
 Examples:
    seedship verify /mnt/courier/seed
    seedship verify --device /dev/sdc1 /mnt/courier/seed`),
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
+			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
 			&cli.IntFlag{Name: "workers", Usage: "parallel workers (default: number of CPUs)"},
 		}, outputFlags()...),
 		Action: runVerify,
@@ -42,11 +49,26 @@ type findingJSON struct {
 	Error   string  `json:"error"`
 }
 
+// stripeJSON is one damaged stripe in --json output.
+type stripeJSON struct {
+	Stripe     uint32   `json:"stripe"`
+	Damaged    []string `json:"damaged"`
+	Rows       int      `json:"rows"`
+	LostRows   []int    `json:"lost_rows,omitempty"`
+	Repairable bool     `json:"repairable"`
+	LostChunks []uint64 `json:"lost_chunks,omitempty"`
+	Error      string   `json:"error,omitempty"`
+}
+
 // verifyJSON is verify's --json output.
 type verifyJSON struct {
 	Image        string        `json:"image"`
 	Device       string        `json:"device,omitempty"`
 	OK           bool          `json:"ok"`
+	Repairable   bool          `json:"repairable"`
+	Repaired     []string      `json:"repaired,omitempty"`
+	Stripes      []stripeJSON  `json:"stripes,omitempty"`
+	FoundBefore  int           `json:"found_before_repair,omitempty"`
 	ChunksOK     uint64        `json:"chunks_ok"`
 	ZeroChunks   uint64        `json:"zero_chunks"`
 	BytesChecked int64         `json:"bytes_checked"`
@@ -67,6 +89,18 @@ func findingsJSON(rep *verify.Report) []findingJSON {
 	return out
 }
 
+func stripesJSON(rep *verify.Report) []stripeJSON {
+	var out []stripeJSON
+	for _, s := range rep.Stripes {
+		j := stripeJSON{Stripe: s.Stripe, Damaged: s.Damaged, Rows: s.Rows, LostRows: s.LostRows, Repairable: s.Repairable, LostChunks: s.LostChunks}
+		if s.Err != nil {
+			j.Error = s.Err.Error()
+		}
+		out = append(out, j)
+	}
+	return out
+}
+
 func runVerify(c *cli.Context) error {
 	args, err := positional(c, "IMAGE")
 	if err != nil {
@@ -76,22 +110,80 @@ func runVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	p := newPrinter(c, "verify")
+	dev := c.String("device")
+	if dev != "" {
+		if c.Bool("repair") {
+			return usagef("verify: --repair repairs an image, not a device: drop --device, or restore again")
+		}
+		return verifyDevice(c, p, st, dev)
+	}
+	start := time.Now()
+	res, err := engine.CheckImage(c.Context, st, engine.CheckOptions{
+		Repair:   c.Bool("repair"),
+		Workers:  c.Int("workers"),
+		Progress: p.progress,
+		OnRepaired: func(keys []string) {
+			p.endProgress()
+			for _, k := range keys {
+				p.summary("repaired %s", k)
+			}
+		},
+	})
+	p.endProgress()
+	if res == nil {
+		return err
+	}
+	rep := res.Final()
+	m := res.Manifest
+	el := time.Since(start)
+	out := verifyJSON{Image: st.String(), OK: rep.OK(), Repairable: rep.Repairable(m), Repaired: res.Rewritten,
+		Stripes: stripesJSON(rep), ChunksOK: rep.ChunksOK, ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked,
+		Findings: findingsJSON(rep), Seconds: el.Seconds()}
+	if res.After != nil {
+		out.FoundBefore = len(res.Before.Findings)
+	}
+	if jerr := p.emitJSON(out); jerr != nil {
+		return jerr
+	}
+	if !p.json {
+		for _, f := range rep.Findings {
+			fmt.Fprintf(p.errw, "BAD %s\n", f)
+		}
+		for _, s := range rep.Stripes {
+			state := "repairable from parity"
+			if !s.Repairable {
+				state = fmt.Sprintf("BEYOND REPAIR (%d row(s) lost; chunks %v)", len(s.LostRows), s.LostChunks)
+				if s.Err != nil {
+					state = fmt.Sprintf("BEYOND REPAIR: %v; chunks %v", s.Err, s.LostChunks)
+				}
+			}
+			fmt.Fprintf(p.errw, "STRIPE %d: %s damaged, %d row(s) to rebuild: %s\n", s.Stripe, strings.Join(s.Damaged, ", "), s.Rows, state)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	repaired := ""
+	if res.After != nil {
+		repaired = fmt.Sprintf(" after repairing %d file(s) (%d problem(s) found)", len(res.Rewritten), len(res.Before.Findings))
+	}
+	p.summary("verified %s%s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)",
+		st, repaired, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el))
+	return nil
+}
+
+// verifyDevice checks a device or file against the image's hashes.
+func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error {
 	m, err := engine.OpenImage(c.Context, st)
 	if err != nil {
 		return err
 	}
-	p := newPrinter(c, "verify")
 	meter := engine.NewMeter(m.Header.Size, p.progress)
 	start := time.Now()
-	var rep *verify.Report
-	dev := c.String("device")
-	if dev != "" {
-		rep, err = verify.Device(c.Context, m, dev, verify.DeviceOptions{Workers: c.Int("workers"), OnProgress: meter.Add})
-		if errors.Is(err, verify.ErrDeviceTooSmall) {
-			err = fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
-		}
-	} else {
-		rep, err = verify.Scan(c.Context, st, m, verify.ScanOptions{Workers: c.Int("workers"), OnProgress: meter.Add})
+	rep, err := verify.Device(c.Context, m, dev, verify.DeviceOptions{Workers: c.Int("workers"), OnProgress: meter.Add})
+	if errors.Is(err, verify.ErrDeviceTooSmall) {
+		err = fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
 	}
 	p.endProgress()
 	if err != nil {
@@ -102,17 +194,14 @@ func runVerify(c *cli.Context) error {
 		ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked, Findings: findingsJSON(rep), Seconds: el.Seconds()}); err != nil {
 		return err
 	}
-	what := st.String()
-	if dev != "" {
-		what = dev + " against " + st.String()
-	}
+	what := dev + " against " + st.String()
 	if !rep.OK() {
 		if !p.json {
 			for _, f := range rep.Findings {
 				fmt.Fprintf(p.errw, "BAD %s\n", f)
 			}
 		}
-		return fmt.Errorf("%w: %s: %d problem(s) found (%d chunks ok)", engine.ErrIntegrity, what, len(rep.Findings), rep.ChunksOK)
+		return fmt.Errorf("%w: %s: %d chunk(s) differ (%d chunks ok)", engine.ErrIntegrity, what, len(rep.Findings), rep.ChunksOK)
 	}
 	p.summary("verified %s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)",
 		what, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el))
