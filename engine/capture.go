@@ -40,7 +40,12 @@ type CaptureOptions struct {
 	SegmentSize int64 // default format.DefaultSegmentSize (DefaultParitySegmentSize with parity)
 	// Parity, if set, adds Reed-Solomon parity: K data + M parity segments
 	// per stripe (RowSize 0 means format.DefaultRowSize).
-	Parity   *format.Geometry
+	Parity *format.Geometry
+	// Resume continues an interrupted capture into dst from its
+	// checkpoint: options left zero are taken from it, the stored
+	// segments are kept, and the source is read only from where the
+	// last stored segment ended.
+	Resume   bool
 	Workers  int // hash/compress workers, default GOMAXPROCS
 	Tool     string
 	Progress func(Progress)
@@ -100,6 +105,9 @@ func (o *CaptureOptions) applyDefaults() error {
 type CaptureResult struct {
 	Manifest *format.Manifest
 	Elapsed  time.Duration
+	// ResumedAt is the source offset a resumed capture started reading
+	// at (0 for a fresh capture); ReadBytes what it read of the source.
+	ResumedAt, ReadBytes int64
 }
 
 // job is one chunk travelling through the capture pipeline.
@@ -147,18 +155,28 @@ func (s *Source) Close() error { return s.f.Close() }
 // feeds the whole-source SHA-256. The manifest is written last, so an
 // interrupted capture never looks complete.
 func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureOptions) (*CaptureResult, error) {
+	src, info, f := source.Path, source.Info, source.f
+	srcInfo := sourceOf(src, info)
+	var ck *checkpoint
+	if opts.Resume {
+		var err error
+		if ck, err = readCheckpoint(ctx, dst); err != nil {
+			return nil, err
+		}
+		if err := ck.checkSource(src, srcInfo); err != nil {
+			return nil, err
+		}
+		if err := opts.adopt(ck); err != nil {
+			return nil, err
+		}
+	}
 	if err := opts.applyDefaults(); err != nil {
 		return nil, err
 	}
-	src, info, f := source.Path, source.Info, source.f
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("rewind source %s: %w", src, err)
-	}
-	// Tell the kernel we read front to back, once.
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
-
-	if err := requireEmpty(ctx, dst); err != nil {
-		return nil, err
+	if !opts.Resume {
+		if err := requireEmpty(ctx, dst); err != nil {
+			return nil, err
+		}
 	}
 
 	codec, err := format.NewChunkCodec(max(opts.Level, 0), opts.Workers)
@@ -168,12 +186,17 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	defer codec.Close()
 
 	var imageID [16]byte
-	if _, err := rand.Read(imageID[:]); err != nil {
+	start := time.Now()
+	if ck != nil {
+		if imageID, err = decodeID(ck.ImageID); err != nil {
+			return nil, err
+		}
+		start = ck.CaptureStart
+	} else if _, err := rand.Read(imageID[:]); err != nil {
 		return nil, err
 	}
 	size := info.Size
 	nchunks := uint64((size + int64(opts.ChunkSize) - 1) / int64(opts.ChunkSize))
-	start := time.Now()
 	meter := NewMeter(size, opts.Progress)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -190,6 +213,44 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 			return nil, err
 		}
 	}
+	whole := sha256.New()
+	first := uint64(0)
+	if ck != nil {
+		rs, err := resumeState(ctx, dst, ck, imageID)
+		if err != nil {
+			return nil, err
+		}
+		err = iw.Resume(rs, func(n uint32) (io.ReadCloser, error) { return dst.Get(ctx, format.SegmentKey(n), 0, -1) })
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
+		}
+		if whole, err = restoreHash(ck.SHA256State); err != nil {
+			return nil, err
+		}
+		first = ck.Chunks
+		meter.Add(int64(first) * int64(opts.ChunkSize))
+	} else {
+		ck = &checkpoint{Format: "seedship-checkpoint", Version: 1, ImageID: hex.EncodeToString(imageID[:]), Source: srcInfo,
+			ChunkSize: opts.ChunkSize, Level: opts.Level, SegmentSize: opts.SegmentSize, Parity: opts.Parity, CaptureStart: start}
+	}
+	// After each stored segment, record how far we got.
+	iw.OnSegment(func(sum format.SegmentSummary, chunks uint64) error {
+		state, err := hashState(whole)
+		if err != nil {
+			return err
+		}
+		ck.Segments, ck.Chunks, ck.SHA256State = sum.Number+1, chunks, state
+		if err := writeCheckpoint(ctx, dst, ck); err != nil {
+			return fmt.Errorf("write %s: %w", CheckpointKey, err)
+		}
+		return nil
+	})
+	resumedAt := min(int64(first)*int64(opts.ChunkSize), size)
+	if _, err := f.Seek(resumedAt, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("seek source %s to %d: %w", src, resumedAt, err)
+	}
+	// Tell the kernel we read front to back, once.
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
 
 	// A fixed set of jobs bounds memory: about (2×workers+2) × 2 chunks.
 	njobs := 2*opts.Workers + 2
@@ -205,7 +266,7 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	g.Go(func() error {
 		defer close(work)
 		defer close(ordered)
-		for i := uint64(0); i < nchunks; i++ {
+		for i := first; i < nchunks; i++ {
 			var j *job
 			select {
 			case j = <-free:
@@ -243,7 +304,6 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 		})
 	}
 	// Writer: in order, appends frames and hashes the whole source.
-	whole := sha256.New()
 	g.Go(func() error {
 		for j := range ordered {
 			select {
@@ -275,7 +335,7 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 		ChunkSize:    opts.ChunkSize,
 		Compression:  compressionOf(opts.Level),
 		SHA256:       hex.EncodeToString(whole.Sum(nil)),
-		Source:       sourceOf(src, info),
+		Source:       srcInfo,
 		CaptureStart: start.UTC(),
 		CaptureEnd:   end.UTC(),
 	}
@@ -298,7 +358,11 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	if err := dst.Put(ctx, format.ManifestKey, bytes.NewReader(mb), int64(len(mb))); err != nil {
 		return nil, fmt.Errorf("write manifest to %s: %w", dst, err)
 	}
-	return &CaptureResult{Manifest: m, Elapsed: time.Since(start)}, nil
+	// The checkpoint has served; a complete image does not need it.
+	if err := dst.Delete(ctx, CheckpointKey); err != nil {
+		return nil, fmt.Errorf("remove %s from %s: %w", CheckpointKey, dst, err)
+	}
+	return &CaptureResult{Manifest: m, Elapsed: time.Since(start), ResumedAt: resumedAt, ReadBytes: size - resumedAt}, nil
 }
 
 // requireEmpty refuses a destination that already holds anything, so a
@@ -308,6 +372,9 @@ func requireEmpty(ctx context.Context, st store.Store) error {
 	var first string
 	err := st.List(ctx, "", func(i store.Info) error { first = i.Key; return errFound })
 	if errors.Is(err, errFound) {
+		if _, cerr := st.Stat(ctx, CheckpointKey); cerr == nil {
+			return fmt.Errorf("%w: destination %s holds an interrupted capture: continue it with --resume, or choose an empty destination", ErrBadInput, st)
+		}
 		return fmt.Errorf("%w: destination %s is not empty (it holds %s): choose an empty or new directory", ErrBadInput, st, first)
 	}
 	if err != nil {

@@ -36,6 +36,7 @@ type ImageWriter struct {
 	parity      []SegmentSummary
 	parityBytes int64
 	pending     bool // the stripe encoder holds shards not yet flushed
+	onSegment   func(SegmentSummary, uint64) error
 	next        uint32
 	err         error
 	closed      bool
@@ -133,9 +134,85 @@ func (w *ImageWriter) closeSegment() error {
 	if w.enc != nil {
 		w.enc.EndShard()
 		if _, pos := w.geo.Stripe(sum.Number); pos == w.geo.K-1 {
-			return w.flushStripe()
+			if err := w.flushStripe(); err != nil {
+				return err
+			}
 		}
 	}
+	if w.onSegment != nil {
+		return w.onSegment(sum, uint64(len(w.chunks)))
+	}
+	return nil
+}
+
+// OnSegment registers fn, called after each data segment (and, when it
+// completes a stripe, the stripe's parity) is stored, with the segment's
+// summary and the number of chunks recorded so far. A capture uses it to
+// checkpoint progress for resuming.
+func (w *ImageWriter) OnSegment(fn func(sum SegmentSummary, chunks uint64) error) { w.onSegment = fn }
+
+// ResumeState is what a resumed capture recovers from stored segments:
+// the chunk table up to the last stored segment's last chunk, the data
+// segments, and the parity segments of complete stripes.
+type ResumeState struct {
+	Chunks   []ChunkEntry
+	Segments []SegmentSummary
+	Parity   []SegmentSummary
+}
+
+// Resume continues an interrupted image: it adopts st, so that the next
+// Add is chunk len(st.Chunks) and the next segment follows the last one.
+// For parity images, read must return the stored data segments of the
+// last, incomplete stripe, which are fed to the parity encoder again. Call
+// it once, after SetParity and before the first Add.
+func (w *ImageWriter) Resume(st ResumeState, read func(n uint32) (io.ReadCloser, error)) error {
+	if len(w.chunks) != 0 || w.next != 0 {
+		return fmt.Errorf("format: Resume after Add")
+	}
+	for i, s := range st.Segments {
+		if s.Number != uint32(i) {
+			return fmt.Errorf("format: resume: segment %d numbered %d", i, s.Number)
+		}
+		w.stored += s.Size
+	}
+	for _, c := range st.Chunks {
+		if c.Kind == KindZero {
+			w.zeros++
+		}
+	}
+	for _, p := range st.Parity {
+		w.parityBytes += p.Size
+	}
+	w.chunks = append(w.chunks, st.Chunks...)
+	w.segments = append(w.segments, st.Segments...)
+	w.parity = append(w.parity, st.Parity...)
+	w.next = uint32(len(st.Segments))
+	if w.enc == nil || w.next == 0 {
+		return nil
+	}
+	stripe, pos := w.geo.Stripe(w.next)
+	if pos == 0 {
+		return nil // the last stored segment completed its stripe
+	}
+	w.enc.Reset()
+	for p := range pos {
+		n := stripe*uint32(w.geo.K) + uint32(p)
+		rc, err := read(n)
+		if err != nil {
+			return fmt.Errorf("format: resume: read %s: %w", SegmentKey(n), err)
+		}
+		w.enc.BeginShard(p, n)
+		k, err := io.Copy(w.enc, rc)
+		rc.Close()
+		if err == nil && k != st.Segments[n].Size {
+			err = fmt.Errorf("%d bytes, want %d", k, st.Segments[n].Size)
+		}
+		if err != nil {
+			return fmt.Errorf("format: resume: read %s: %w", SegmentKey(n), err)
+		}
+		w.enc.EndShard()
+	}
+	w.pending = true
 	return nil
 }
 

@@ -388,3 +388,14 @@ func ParityTrailer(idx *ParityIndex, j int) []byte {
 	f := Footer{IndexOffset: SegmentHeaderSize + int64(c.Rows)*int64(c.RowSize), IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
 	return append(ib, f.Marshal()...)
 }
+
+// ReadParitySummary reads the index of parity segment n of the given size
+// and returns its manifest entry.
+func ReadParitySummary(r io.ReaderAt, size int64, n uint32) (SegmentSummary, *ParityIndex, error) {
+	idx, err := ReadParityIndex(r, size, Hash{})
+	if err != nil {
+		return SegmentSummary{}, nil, err
+	}
+	ib := idx.Marshal()
+	return SegmentSummary{Number: n, Kind: SegmentParity, Size: size, IndexHash: sha256.Sum256(ib)}, idx, nil
+}

@@ -81,3 +81,28 @@ func ConnectionsOf(s Store, def int) int {
 
 // IsPermanent reports whether err is a failure that retrying cannot fix.
 func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// ReaderAt adapts key in s to io.ReaderAt with one ranged Get per call. A
+// read past the end of the object returns io.ErrUnexpectedEOF.
+func ReaderAt(ctx context.Context, s Store, key string) io.ReaderAt {
+	return readerAt{ctx, s, key}
+}
+
+type readerAt struct {
+	ctx context.Context
+	s   Store
+	key string
+}
+
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
+	rc, err := r.s.Get(r.ctx, r.key, off, int64(len(p)))
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.ReadFull(rc, p)
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}

@@ -12,29 +12,14 @@ import (
 )
 
 // storeReaderAt reads one key through ranged Gets.
-type storeReaderAt struct {
-	ctx context.Context
-	st  store.Store
-	key string
-}
-
-func (r storeReaderAt) ReadAt(p []byte, off int64) (int, error) {
-	rc, err := r.st.Get(r.ctx, r.key, off, int64(len(p)))
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	n, err := io.ReadFull(rc, p)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return n, err
+func storeReaderAtOf(ctx context.Context, st store.Store, key string) io.ReaderAt {
+	return store.ReaderAt(ctx, st, key)
 }
 
 // readRange reads length bytes of key at off into buf; ok is false when the
 // object is missing or too short (an erasure), err is any other failure.
 func readRange(ctx context.Context, st store.Store, key string, off int64, buf []byte) (ok bool, err error) {
-	_, err = storeReaderAt{ctx, st, key}.ReadAt(buf, off)
+	_, err = storeReaderAtOf(ctx, st, key).ReadAt(buf, off)
 	switch {
 	case err == nil:
 		return true, nil
@@ -55,7 +40,7 @@ func StripeIndex(ctx context.Context, st store.Store, m *format.Manifest, s uint
 			continue
 		}
 		key := format.ParityKey(sum.Number)
-		idx, err := format.ReadParityIndex(storeReaderAt{ctx, st, key}, sum.Size, sum.IndexHash)
+		idx, err := format.ReadParityIndex(storeReaderAtOf(ctx, st, key), sum.Size, sum.IndexHash)
 		if err == nil && idx.Stripe == s && idx.J == j {
 			return idx, nil
 		}

@@ -27,7 +27,7 @@ func CheckParity(ctx context.Context, st store.Store, m *format.Manifest, rep *R
 		}
 		key := format.ParityKey(sum.Number)
 		stripe, j := sum.Number/uint32(g.M), int(sum.Number%uint32(g.M))
-		idx, err := format.ReadParityIndex(storeReaderAt{ctx, st, key}, sum.Size, sum.IndexHash)
+		idx, err := format.ReadParityIndex(storeReaderAtOf(ctx, st, key), sum.Size, sum.IndexHash)
 		if err == nil && (idx.Stripe != stripe || idx.J != j) {
 			err = fmt.Errorf("%w: index names stripe %d shard %d", format.ErrCorrupt, idx.Stripe, idx.J)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/store"
 )
 
 func captureCommand() *cli.Command {
@@ -33,6 +34,7 @@ Example:
 			&cli.IntFlag{Name: "level", Value: engine.DefaultLevel, Usage: "zstd level, 1 fastest … 22 smallest, mapped onto klauspost/compress's four strategies (1-2 fastest, 3-5 default, 6-9 better, 10+ best); -1 stores chunks uncompressed"},
 			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes"},
 			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped"},
 			&cli.IntFlag{Name: "workers", Usage: "hash/compress workers (default: number of CPUs)"},
 		}, outputFlags()...),
 		Action: runCapture,
@@ -53,6 +55,8 @@ type captureJSON struct {
 	ParityBytes    int64   `json:"parity_bytes,omitempty"`
 	SHA256         string  `json:"sha256"`
 	ManifestSHA256 string  `json:"manifest_sha256"`
+	ResumedAt      int64   `json:"resumed_at,omitempty"`
+	SourceRead     int64   `json:"source_bytes_read"`
 	Seconds        float64 `json:"seconds"`
 	BytesPerSecond float64 `json:"bytes_per_second"`
 }
@@ -62,12 +66,17 @@ func runCapture(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	chunk, err := parseSize(c.String("chunk-size"))
-	if err != nil {
-		return err
+	resume := c.Bool("resume")
+	// With --resume, options not given are taken from the interrupted
+	// capture; defaults apply only to fresh captures.
+	given := func(name string) bool { return c.IsSet(name) || !resume }
+	var chunk, seg int64
+	if given("chunk-size") {
+		if chunk, err = parseSize(c.String("chunk-size")); err != nil {
+			return err
+		}
 	}
-	var seg int64
-	if c.IsSet("segment-size") || c.String("parity") == "" {
+	if c.IsSet("segment-size") || (!resume && c.String("parity") == "") {
 		if seg, err = parseSize(c.String("segment-size")); err != nil {
 			return err
 		}
@@ -76,9 +85,11 @@ func runCapture(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	level := c.Int("level")
-	if level == 0 {
-		return usagef("capture: --level 0 is not a level: use 1-22, or -1 for no compression")
+	level := 0
+	if given("level") {
+		if level = c.Int("level"); level == 0 {
+			return usagef("capture: --level 0 is not a level: use 1-22, or -1 for no compression")
+		}
 	}
 	p := newPrinter(c, "capture")
 	opts := engine.CaptureOptions{
@@ -86,20 +97,28 @@ func runCapture(c *cli.Context) error {
 		Level:       level,
 		SegmentSize: seg,
 		Parity:      geo,
+		Resume:      resume,
 		Workers:     c.Int("workers"),
 		Tool:        "seedship " + version,
 		Progress:    p.progress,
 	}
 	// Everything is checked before DEST is created.
-	if err := opts.Validate(); err != nil {
-		return err
+	if !resume {
+		if err := opts.Validate(); err != nil {
+			return err
+		}
 	}
 	src, err := engine.OpenSource(args[0])
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	dst, err := createStore(c.Context, args[1])
+	var dst store.Store
+	if resume {
+		dst, err = openStore(c.Context, args[1])
+	} else {
+		dst, err = createStore(c.Context, args[1])
+	}
 	if err != nil {
 		return err
 	}
@@ -113,13 +132,16 @@ func runCapture(c *cli.Context) error {
 	if err := p.emitJSON(captureJSON{Source: args[0], Dest: dst.String(), Size: h.Size, ChunkSize: h.ChunkSize,
 		Chunks: h.Chunks, ZeroChunks: h.ZeroChunks, StoredBytes: h.StoredBytes, Segments: len(res.Manifest.Segments),
 		Parity: parityString(res.Manifest), ParityBytes: h.ParityBytes,
-		SHA256: h.SHA256, ManifestSHA256: hex.EncodeToString(res.Manifest.Hash[:]),
+		SHA256: h.SHA256, ManifestSHA256: hex.EncodeToString(res.Manifest.Hash[:]), ResumedAt: res.ResumedAt, SourceRead: res.ReadBytes,
 		Seconds: secs, BytesPerSecond: float64(h.Size) / secs}); err != nil {
 		return err
 	}
 	par := ""
 	if h.Parity != nil {
 		par = fmt.Sprintf(" + %s parity %s in %d segment(s)", parityString(res.Manifest), human(h.ParityBytes), len(res.Manifest.Parity))
+	}
+	if res.ResumedAt > 0 {
+		p.summary("resumed at byte %d: read %s of the source this time", res.ResumedAt, human(res.ReadBytes))
 	}
 	p.summary("captured %s (%d bytes) from %s into %s: stored %s in %d segment(s)%s, %d of %d chunks zero, %s at %s\nsha256 %s",
 		human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), par, h.ZeroChunks, h.Chunks,
