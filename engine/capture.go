@@ -49,6 +49,8 @@ type CaptureOptions struct {
 	Workers  int // hash/compress workers, default GOMAXPROCS
 	Tool     string
 	Progress func(Progress)
+
+	imageID *[16]byte // tests: a fixed image ID, so two captures compare byte for byte
 }
 
 // Validate checks the options and fills in defaults; callers use it to
@@ -192,6 +194,8 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 			return nil, err
 		}
 		start = ck.CaptureStart
+	} else if opts.imageID != nil {
+		imageID = *opts.imageID
 	} else if _, err := rand.Read(imageID[:]); err != nil {
 		return nil, err
 	}
