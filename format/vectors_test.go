@@ -62,6 +62,8 @@ type vector struct {
 	ZeroChunks     uint64        `json:"zero_chunks,omitempty"`
 	StoredBytes    int64         `json:"stored_bytes,omitempty"`
 	Segments       []int64       `json:"segment_sizes,omitempty"`
+	Parity         *Parity       `json:"parity,omitempty"`
+	ParitySegments []int64       `json:"parity_segment_sizes,omitempty"`
 	Chunks         []vectorChunk `json:"chunks,omitempty"`
 }
 
@@ -71,18 +73,28 @@ type vectorSpec struct {
 	chunk      int
 	segSize    int64
 	gen        func(size, chunk int) []byte
+	parity     *Geometry
 }
 
 var cleanVectors = []vectorSpec{
-	{"basic", "64 KiB chunks: zero, random, text, zero, ... and a short last chunk", 5*65536 + 123, MinChunkSize, MinSegmentSize,
-		func(size, chunk int) []byte { return testSource(size, chunk, 11) }},
-	{"empty", "a zero-length source: no chunks, no segments", 0, MinChunkSize, MinSegmentSize,
-		func(size, chunk int) []byte { return nil }},
-	{"one-byte", "a one-byte source (0x2a)", 1, MinChunkSize, MinSegmentSize,
-		func(size, chunk int) []byte { return []byte{42} }},
-	{"all-zero", "three zero chunks: nothing stored", 3 * MinChunkSize, MinChunkSize, MinSegmentSize,
-		func(size, chunk int) []byte { return make([]byte, size) }},
-	{"multi-segment", "incompressible chunks stored raw across two 1 MiB segments", 32 * MinChunkSize, MinChunkSize, MinSegmentSize,
+	{"basic", "64 KiB chunks: zero, random, text, zero, ... and a short last chunk", 5*65536 + 123, MinChunkSize, 1 << 20,
+		func(size, chunk int) []byte { return testSource(size, chunk, 11) }, nil},
+	{"empty", "a zero-length source: no chunks, no segments", 0, MinChunkSize, 1 << 20,
+		func(size, chunk int) []byte { return nil }, nil},
+	{"one-byte", "a one-byte source (0x2a)", 1, MinChunkSize, 1 << 20,
+		func(size, chunk int) []byte { return []byte{42} }, nil},
+	{"all-zero", "three zero chunks: nothing stored", 3 * MinChunkSize, MinChunkSize, 1 << 20,
+		func(size, chunk int) []byte { return make([]byte, size) }, nil},
+	{"parity", "Reed-Solomon 2+1 parity, 4 KiB rows, over 64 KiB segments; the last stripe is short", 12*MinChunkSize + 999, MinChunkSize, 64 << 10,
+		func(size, chunk int) []byte {
+			b := testSource(size, chunk, 17)
+			r := rand.New(rand.NewPCG(17, 2))
+			for i := 5 * chunk; i < 7*chunk; i++ {
+				b[i] = byte(r.Uint32())
+			}
+			return b
+		}, &Geometry{K: 2, M: 1, RowSize: 4096}},
+	{"multi-segment", "incompressible chunks stored raw across two 1 MiB segments", 32 * MinChunkSize, MinChunkSize, 1 << 20,
 		func(size, chunk int) []byte {
 			b := testSource(size, chunk, 5)
 			r := make([]byte, size)
@@ -96,7 +108,7 @@ var cleanVectors = []vectorSpec{
 				}
 			}
 			return b
-		}},
+		}, nil},
 }
 
 var corruptVectors = []vector{
@@ -131,6 +143,12 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if vs.parity != nil {
+		must(t, w.SetParity(*vs.parity, func(ps *ParitySegment) error {
+			segs[ParityKey(ps.Number)] = bytes.NewBuffer(append(append(bytes.Clone(ps.Header), ps.Rows...), ps.Trailer...))
+			return nil
+		}))
+	}
 	blocks := make([]BlockDigest, vs.chunk/BlockSize)
 	for off := 0; off < len(src); off += vs.chunk {
 		ec := codec.Encode(src[off:min(off+vs.chunk, len(src))], nil, blocks)
@@ -148,6 +166,7 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	}
 	mb, _ := m.Marshal()
 	must(t, os.MkdirAll(filepath.Join(dir, "image", "data"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(dir, "image", "parity"), 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, "source.bin"), src, 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "image", ManifestKey), mb, 0o644))
 	for k, b := range segs {
@@ -174,7 +193,11 @@ func must(t *testing.T, err error) {
 // describe lists what a reader must find in an image.
 func describe(t *testing.T, name, desc string, m *Manifest, segs memSegments) vector {
 	v := vector{Name: name, Description: desc, Size: m.Header.Size, ChunkSize: m.Header.ChunkSize, SHA256: m.Header.SHA256,
-		ManifestSHA256: hex.EncodeToString(m.Hash[:]), ZeroChunks: m.Header.ZeroChunks, StoredBytes: m.Header.StoredBytes}
+		ManifestSHA256: hex.EncodeToString(m.Hash[:]), ZeroChunks: m.Header.ZeroChunks, StoredBytes: m.Header.StoredBytes,
+		Parity: m.Header.Parity}
+	for _, p := range m.Parity {
+		v.ParitySegments = append(v.ParitySegments, p.Size)
+	}
 	blocks := map[uint64][]BlockDigest{}
 	for _, s := range m.Segments {
 		v.Segments = append(v.Segments, s.Size)
@@ -222,7 +245,7 @@ func loadImage(t *testing.T, dir string) map[string][]byte {
 func asSegments(files map[string][]byte) memSegments {
 	segs := memSegments{}
 	for k, b := range files {
-		if strings.HasPrefix(k, "data/") {
+		if strings.HasPrefix(k, "data/") || strings.HasPrefix(k, "parity/") {
 			segs[k] = bytes.NewBuffer(b)
 		}
 	}
@@ -288,6 +311,9 @@ func checkCleanVector(t *testing.T, dir string, v vector) {
 	out, errs := restoreImage(t, m, segs)
 	if len(errs) > 0 || !bytes.Equal(out, src) {
 		t.Fatalf("restore: %v (equal %v)", errs, bytes.Equal(out, src))
+	}
+	if g, ok := m.Geometry(); ok {
+		checkVectorParity(t, m, g, segs)
 	}
 	// Hashes recomputed from the source match the table.
 	for i := range m.Chunks {
@@ -365,3 +391,42 @@ func equalU64(a, b []uint64) bool {
 }
 
 var _ = io.EOF
+
+// checkVectorParity rebuilds every data segment of every stripe from the
+// others and the parity, row by row, as the spec describes.
+func checkVectorParity(t *testing.T, m *Manifest, g Geometry, segs memSegments) {
+	coder, _ := g.NewCoder()
+	for s := 0; s < m.Stripes(); s++ {
+		pb := segs[ParityKey(g.ParityNumber(uint32(s), 0))].Bytes()
+		idx, err := ReadParityIndex(bytes.NewReader(pb), int64(len(pb)), m.Parity[s*g.M].IndexHash)
+		must(t, err)
+		shard := func(i int) []byte {
+			b := make([]byte, idx.Rows*idx.RowSize)
+			if i < g.K {
+				if d := idx.Data[i]; d.Present() {
+					copy(b, segs[SegmentKey(d.Number)].Bytes())
+				}
+				return b
+			}
+			copy(b, segs[ParityKey(g.ParityNumber(uint32(s), i-g.K))].Bytes()[SegmentHeaderSize:])
+			return b
+		}
+		for lose := range g.K + g.M {
+			for r := range idx.Rows {
+				row := make([][]byte, g.K+g.M)
+				for i := range row {
+					row[i] = shard(i)[r*idx.RowSize : (r+1)*idx.RowSize]
+					if RowCRC(row[i]) != idx.CRC[i][r] {
+						t.Fatalf("stripe %d shard %d row %d CRC", s, i, r)
+					}
+				}
+				want := row[lose]
+				row[lose] = nil
+				must(t, g.ReconstructRow(coder, row))
+				if !bytes.Equal(row[lose], want) {
+					t.Fatalf("stripe %d: shard %d row %d not rebuilt", s, lose, r)
+				}
+			}
+		}
+	}
+}
