@@ -125,7 +125,7 @@ func TestResumeMatchesUninterrupted(t *testing.T) {
 			}
 			t.Logf("resumed at %d, re-read %d of %d source bytes", got.ResumedAt, got.ReadBytes, want.Manifest.Header.Size)
 			gm, wm := got.Manifest, want.Manifest
-			gm.Header.CaptureEnd, wm.Header.CaptureEnd = wm.Header.CaptureEnd, wm.Header.CaptureEnd
+			gm.Header.CaptureEnd = wm.Header.CaptureEnd
 			gm.Header.CaptureStart = wm.Header.CaptureStart
 			gb, _ := gm.Marshal()
 			wb, _ := wm.Marshal()

@@ -242,6 +242,9 @@ func (e *StripeEncoder) Write(b []byte) (int, error) {
 	return n, nil
 }
 
+// ShardSize returns the bytes fed to data shard pos of this stripe.
+func (e *StripeEncoder) ShardSize(pos int) int64 { return e.data[pos].Size }
+
 // EndShard finishes the current data shard.
 func (e *StripeEncoder) EndShard() {
 	R := int64(e.geo.RowSize)

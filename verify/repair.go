@@ -123,7 +123,17 @@ func Repair(ctx context.Context, st store.Store, m *format.Manifest, findings []
 		}
 		return nil
 	}
-	statuses, err := walkStripes(ctx, st, m, findings, true, sink, done)
+	regen := func(ss *StripeStatus, segs []format.ParitySegment, sd shardDamage) error {
+		for shard := range sd {
+			ps := segs[shard-g.K]
+			r := io.MultiReader(bytes.NewReader(ps.Header), bytes.NewReader(ps.Rows), bytes.NewReader(ps.Trailer))
+			if err := st.Put(ctx, format.ParityKey(ps.Number), r, ps.Size()); err != nil {
+				return fmt.Errorf("rewrite %s: %w", format.ParityKey(ps.Number), err)
+			}
+		}
+		return nil
+	}
+	statuses, err := walkStripesRegen(ctx, st, m, findings, true, sink, done, regen)
 	if err != nil {
 		abortAll(err)
 	}

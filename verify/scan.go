@@ -39,7 +39,11 @@ func LoadManifest(ctx context.Context, st store.Store) (*format.Manifest, error)
 // encoded bytes, for rewriting damaged copies verbatim.
 func LoadManifestBytes(ctx context.Context, st store.Store) (*format.Manifest, []byte, error) {
 	m, b, err := readManifest(ctx, st, format.ManifestKey)
-	if err == nil || errors.Is(err, format.ErrVersion) || !recoverable(err) {
+	// Any failure of the main manifest, an apparent version change
+	// included (a flipped bit in the version field looks like one), is
+	// worth trying the copies for; if none decodes, the main one's error
+	// stands.
+	if err == nil || !(recoverable(err) || errors.Is(err, format.ErrVersion)) {
 		return m, b, err
 	}
 	var copies []string

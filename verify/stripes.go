@@ -237,7 +237,15 @@ type stripeSink func(stripe uint32, idx *format.ParityIndex, sd shardDamage, row
 // stripeDone is called after a stripe's rows were walked.
 type stripeDone func(ss *StripeStatus, idx *format.ParityIndex) error
 
+// stripeRegen receives freshly computed parity segments of a stripe whose
+// parity alone was damaged and whose every parity index was lost.
+type stripeRegen func(ss *StripeStatus, segs []format.ParitySegment, sd shardDamage) error
+
 func walkStripes(ctx context.Context, st store.Store, m *format.Manifest, findings []Finding, whole bool, sink stripeSink, done stripeDone) ([]StripeStatus, error) {
+	return walkStripesRegen(ctx, st, m, findings, whole, sink, done, nil)
+}
+
+func walkStripesRegen(ctx context.Context, st store.Store, m *format.Manifest, findings []Finding, whole bool, sink stripeSink, done stripeDone, regen stripeRegen) ([]StripeStatus, error) {
 	g, ok := m.Geometry()
 	if !ok {
 		return nil, nil
@@ -257,6 +265,25 @@ func walkStripes(ctx context.Context, st store.Store, m *format.Manifest, findin
 		}
 		sort.Strings(ss.Damaged)
 		idx, err := StripeIndex(ctx, st, m, s)
+		if err != nil && onlyParity(sd, g) {
+			// Every parity index is gone but the data is intact:
+			// compute the stripe's parity again from its data.
+			segs, rerr := Reencode(ctx, st, m, s)
+			if rerr == nil {
+				ss.Rows, ss.Repairable = segs[0].Index.Rows, true
+				if regen != nil {
+					if err := regen(&ss, segs, sd); err != nil {
+						return out, err
+					}
+				}
+				out = append(out, ss)
+				continue
+			}
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			err = fmt.Errorf("%v; recomputing parity from the data failed: %v", err, rerr)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return out, ctx.Err()
@@ -400,4 +427,70 @@ func (r offsetReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.ErrUnexpectedEOF
 	}
 	return n, nil
+}
+
+// onlyParity reports whether only parity shards of a stripe are damaged.
+func onlyParity(sd shardDamage, g format.Geometry) bool {
+	for shard := range sd {
+		if shard < g.K {
+			return false
+		}
+	}
+	return true
+}
+
+// Reencode computes the parity segments of stripe s again from its data
+// segments, which must be intact (each is checked against its index hash
+// in the manifest as it streams). It holds M shards in memory.
+func Reencode(ctx context.Context, st store.Store, m *format.Manifest, s uint32) ([]format.ParitySegment, error) {
+	g, _ := m.Geometry()
+	id, err := m.ImageID()
+	if err != nil {
+		return nil, err
+	}
+	enc, err := format.NewStripeEncoder(g)
+	if err != nil {
+		return nil, err
+	}
+	chunks := m.SegmentChunks()
+	for p := range g.K {
+		n := s*uint32(g.K) + uint32(p)
+		sum, ok := m.Segment(n)
+		if !ok {
+			break // a short stripe
+		}
+		key := format.SegmentKey(n)
+		rc, err := st.Get(ctx, key, 0, -1)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+		enc.BeginShard(p, n)
+		// The scanner checks the segment against the manifest as the
+		// encoder consumes it.
+		sc, err := format.NewSegmentScanner(io.TeeReader(rc, enc), m, n, chunks[n])
+		if err == nil {
+			err = sc.HeaderErr()
+		}
+		for err == nil {
+			_, _, err = sc.Next(nil)
+		}
+		if err == io.EOF {
+			err = sc.Finish()
+		}
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		enc.EndShard()
+		if enc.ShardSize(p) != sum.Size {
+			return nil, fmt.Errorf("%s: %d bytes, the manifest says %d", key, enc.ShardSize(p), sum.Size)
+		}
+	}
+	segs := enc.Finish(s, id)
+	for j := range segs {
+		if want, ok := m.ParitySegment(segs[j].Number); !ok || want.IndexHash != segs[j].Summary().IndexHash {
+			return nil, fmt.Errorf("recomputed parity of stripe %d does not match the manifest", s)
+		}
+	}
+	return segs, nil
 }

@@ -34,11 +34,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
-				return usagef("unknown command %q: use capture, info, verify or restore (see 'seedship --help')", c.Args().First())
+				return usagef("unknown command %q: use capture, info, verify, restore or copy (see 'seedship --help')", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
-		Commands: []*cli.Command{captureCommand(), infoCommand(), verifyCommand(), restoreCommand()},
+		Commands: []*cli.Command{captureCommand(), infoCommand(), verifyCommand(), restoreCommand(), copyCommand()},
 	}
 }
 

@@ -36,7 +36,7 @@ Example:
 			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped"},
 			&cli.IntFlag{Name: "workers", Usage: "hash/compress workers (default: number of CPUs)"},
-		}, outputFlags()...),
+		}, append(s3Flags(), outputFlags()...)...),
 		Action: runCapture,
 	}
 }
@@ -115,9 +115,9 @@ func runCapture(c *cli.Context) error {
 	defer src.Close()
 	var dst store.Store
 	if resume {
-		dst, err = openStore(c.Context, args[1])
+		dst, err = openStore(c, args[1])
 	} else {
-		dst, err = createStore(c.Context, args[1])
+		dst, err = createStore(c, args[1])
 	}
 	if err != nil {
 		return err

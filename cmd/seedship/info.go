@@ -21,7 +21,7 @@ func infoCommand() *cli.Command {
 Reads and checks the manifest of IMAGE and prints what an operator needs: the source, its size
 and SHA-256 (compare with 'sha256sum /dev/X' on either side), chunking, compression, segments
 and capture times. It reads no chunk data; use 'seedship verify' for that.`),
-		Flags:  outputFlags(),
+		Flags:  append(s3Flags(), outputFlags()...),
 		Action: runInfo,
 	}
 }
@@ -56,7 +56,7 @@ func runInfo(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(c.Context, args[0])
+	st, err := openStore(c, args[0])
 	if err != nil {
 		return err
 	}

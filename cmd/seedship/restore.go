@@ -35,7 +35,7 @@ Example:
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
 			&cli.BoolFlag{Name: "allow-damaged", Usage: "if chunks are beyond repair, write everything else, leave their ranges untouched, list them and exit 3"},
 			&cli.IntFlag{Name: "workers", Usage: "decode/verify workers (default: number of CPUs)"},
-		}, outputFlags()...),
+		}, append(s3Flags(), outputFlags()...)...),
 		Action: runRestore,
 	}
 }
@@ -68,7 +68,7 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(c.Context, args[0])
+	st, err := openStore(c, args[0])
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ Examples:
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
 			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
 			&cli.IntFlag{Name: "workers", Usage: "parallel workers (default: number of CPUs)"},
-		}, outputFlags()...),
+		}, append(s3Flags(), outputFlags()...)...),
 		Action: runVerify,
 	}
 }
@@ -106,7 +106,7 @@ func runVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := openStore(c.Context, args[0])
+	st, err := openStore(c, args[0])
 	if err != nil {
 		return err
 	}

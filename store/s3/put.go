@@ -1,0 +1,220 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/seedship/seedship/store"
+)
+
+// Part uploads are retried this often, from the part's buffer, before the
+// whole Put fails; see Put.
+const (
+	partAttempts = 3
+	partBackoff  = 200 * time.Millisecond
+	abortTimeout = 30 * time.Second
+	maxParts     = 10000 // S3's limit on the parts of one upload
+)
+
+// Put stores the bytes of r under key. Objects up to Config.PartSize go in a
+// single PUT; larger ones (or ones of unknown size that turn out larger) in a
+// multipart upload of PartSize parts, which becomes visible only when
+// complete. Every request carries the Content-MD5 of its body.
+//
+// Put reads r one part at a time into a pooled buffer, so it holds PartSize
+// bytes of memory while it runs. It checks that r yields exactly size bytes
+// (when size >= 0) before anything becomes visible; a mismatch is an error
+// matching store.ErrPermanent. A failed part is retried up to 3 times from
+// its buffer, since the parts already sent would otherwise be wasted; any
+// other failure, including cancelling ctx, aborts the multipart upload (with
+// a fresh 30 s context) and returns the error. Retrying a whole Put is
+// store/retry's job.
+func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) error {
+	obj, err := s.object(key)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return translateError("put", s.loc(key), err)
+	}
+	if size > maxParts*s.partSize {
+		return &opError{op: "put", loc: s.loc(key), kind: store.ErrPermanent,
+			err: fmt.Errorf("%d bytes is more than %d parts of %d bytes; raise the part size", size, maxParts, s.partSize)}
+	}
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := *bp
+	src := &partReader{r: r, size: size}
+
+	n, last, err := src.next(buf)
+	if err != nil {
+		return s.putError(key, err)
+	}
+	if last {
+		md5sum := md5Base64(buf[:n])
+		_, err := s.core.PutObject(ctx, s.bucket, obj, bytes.NewReader(buf[:n]), int64(n), md5sum, "", s.putOptions())
+		return translateError("put", s.loc(key), err)
+	}
+	return s.putMultipart(ctx, key, obj, src, buf, n)
+}
+
+func (s *Store) putOptions() minio.PutObjectOptions {
+	return minio.PutObjectOptions{ContentType: "application/octet-stream"}
+}
+
+// putMultipart uploads the part already in buf[:n] and the rest of src.
+func (s *Store) putMultipart(ctx context.Context, key, obj string, src *partReader, buf []byte, n int) (err error) {
+	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, s.putOptions())
+	if err != nil {
+		return translateError("put", s.loc(key), err)
+	}
+	defer func() {
+		if err != nil {
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortTimeout)
+			defer cancel()
+			_ = s.core.AbortMultipartUpload(actx, s.bucket, obj, uploadID)
+		}
+	}()
+	var parts []minio.CompletePart
+	for partNum := 1; ; partNum++ {
+		if partNum > maxParts {
+			return &opError{op: "put", loc: s.loc(key), kind: store.ErrPermanent,
+				err: fmt.Errorf("object larger than %d parts of %d bytes; raise the part size", maxParts, s.partSize)}
+		}
+		part, err := s.putPart(ctx, key, obj, uploadID, partNum, buf[:n])
+		if err != nil {
+			return err
+		}
+		parts = append(parts, minio.CompletePart{PartNumber: partNum, ETag: part.ETag})
+		if src.eof {
+			break
+		}
+		var last bool
+		n, last, err = src.next(buf)
+		if err != nil {
+			return s.putError(key, err)
+		}
+		if last && n == 0 {
+			break
+		}
+	}
+	_, err = s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, parts, s.putOptions())
+	return translateError("put", s.loc(key), err)
+}
+
+// putPart uploads one part, retrying transient failures from the buffer.
+func (s *Store) putPart(ctx context.Context, key, obj, uploadID string, num int, b []byte) (minio.ObjectPart, error) {
+	opts := minio.PutObjectPartOptions{Md5Base64: md5Base64(b)}
+	wait := partBackoff
+	for attempt := 1; ; attempt++ {
+		part, err := s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, num, bytes.NewReader(b), int64(len(b)), opts)
+		if err == nil {
+			return part, nil
+		}
+		err = translateError("put", s.loc(key), fmt.Errorf("part %d: %w", num, err))
+		if attempt >= partAttempts || ctx.Err() != nil || errors.Is(err, store.ErrPermanent) {
+			return minio.ObjectPart{}, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return minio.ObjectPart{}, translateError("put", s.loc(key), ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// putError wraps an error of the source reader. A size mismatch is
+// permanent; the reader's own errors pass through unclassified (they stay
+// recognisable with errors.Is).
+func (s *Store) putError(key string, err error) error {
+	e := &opError{op: "put", loc: s.loc(key), err: err}
+	if errors.Is(err, errSizeMismatch) {
+		e.kind = store.ErrPermanent
+	}
+	return e
+}
+
+func md5Base64(b []byte) string {
+	sum := md5.Sum(b)
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// errSizeMismatch is wrapped when the reader of a Put yields more or fewer
+// bytes than the size given.
+var errSizeMismatch = errors.New("reader size differs from the size given")
+
+// partReader cuts a Put's reader into parts and checks its length. It reads
+// one byte ahead so that it knows whether a full part is the last one.
+type partReader struct {
+	r       io.Reader
+	size    int64 // declared size, or -1
+	total   int64 // bytes handed out so far
+	peek    byte
+	hasPeek bool
+	eof     bool // r is exhausted and the last part has been handed out
+}
+
+// next fills buf with the next part and reports whether it is the last one.
+// With a declared size it fails with errSizeMismatch when r runs short or
+// has bytes left over.
+func (p *partReader) next(buf []byte) (n int, last bool, err error) {
+	if p.eof {
+		return 0, true, nil
+	}
+	if p.size >= 0 {
+		if rest := p.size - p.total; rest < int64(len(buf)) {
+			buf = buf[:rest]
+		}
+	}
+	if p.hasPeek && len(buf) > 0 {
+		buf[0] = p.peek
+		p.hasPeek = false
+		n = 1
+	}
+	m, err := io.ReadFull(p.r, buf[n:])
+	n += m
+	p.total += int64(n)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		p.eof = true
+	case err != nil:
+		return n, false, fmt.Errorf("reading: %w", err)
+	default:
+		// buf is full: is there more?
+		var b [1]byte
+		for {
+			k, err := p.r.Read(b[:])
+			if k > 0 {
+				p.peek, p.hasPeek = b[0], true
+				break
+			}
+			if err == io.EOF {
+				p.eof = true
+				break
+			}
+			if err != nil {
+				return n, false, fmt.Errorf("reading: %w", err)
+			}
+		}
+	}
+	if p.size >= 0 {
+		switch {
+		case p.eof && p.total < p.size:
+			return n, false, fmt.Errorf("%w: got %d bytes, want %d", errSizeMismatch, p.total, p.size)
+		case !p.eof && p.total >= p.size:
+			return n, false, fmt.Errorf("%w: more than %d bytes", errSizeMismatch, p.size)
+		}
+	}
+	return n, p.eof, nil
+}
