@@ -260,8 +260,9 @@ func TestMultipartPartRetry(t *testing.T) {
 	}
 	noUploads(t, f.srv, f.cfg.Bucket)
 
-	// A part that keeps failing fails the Put and aborts the upload.
-	f.proxy.Inject(s3test.Fault{Kind: s3test.Status, Method: "PUT", Query: "partNumber", Code: 503, Times: 3})
+	// A part that keeps failing fails the Put and aborts the upload
+	// (parts upload concurrently, so the faults target one part).
+	f.proxy.Inject(s3test.Fault{Kind: s3test.Status, Method: "PUT", Query: "partNumber=2", Code: 503, Times: 3})
 	err := f.raw.Put(t.Context(), "big2", bytes.NewReader(b), int64(len(b)))
 	mustTransient(t, "Put with a part failing 3 times", err)
 	if _, err := f.raw.Stat(t.Context(), "big2"); !errors.Is(err, store.ErrNotExist) {

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/seedship/seedship/store"
 )
@@ -71,6 +74,11 @@ func (s *Store) putOptions() minio.PutObjectOptions {
 }
 
 // putMultipart uploads the part already in buf[:n] and the rest of src.
+// Parts upload concurrently: reading part N+1 from src overlaps the upload
+// of part N, so a pipeline writing into Put is not held up by each round
+// trip. A store-wide semaphore of Connections upload slots bounds the
+// parts in flight, and so the memory: at most Connections part buffers
+// beyond each Put's own.
 func (s *Store) putMultipart(ctx context.Context, key, obj string, src *partReader, buf []byte, n int) (err error) {
 	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, s.putOptions())
 	if err != nil {
@@ -83,29 +91,66 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src *partRead
 			_ = s.core.AbortMultipartUpload(actx, s.bucket, obj, uploadID)
 		}
 	}()
+	g, gctx := errgroup.WithContext(ctx)
+	var mu sync.Mutex
 	var parts []minio.CompletePart
-	for partNum := 1; ; partNum++ {
-		if partNum > maxParts {
-			return &opError{op: "put", loc: s.loc(key), kind: store.ErrPermanent,
-				err: fmt.Errorf("object larger than %d parts of %d bytes; raise the part size", maxParts, s.partSize)}
-		}
-		part, err := s.putPart(ctx, key, obj, uploadID, partNum, buf[:n])
-		if err != nil {
-			return err
-		}
-		parts = append(parts, minio.CompletePart{PartNumber: partNum, ETag: part.ETag})
-		if src.eof {
-			break
-		}
-		var last bool
-		n, last, err = src.next(buf)
-		if err != nil {
-			return s.putError(key, err)
-		}
-		if last && n == 0 {
-			break
+	upload := func(num int, b []byte, release func()) {
+		g.Go(func() error {
+			defer release()
+			part, err := s.putPart(gctx, key, obj, uploadID, num, b)
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			parts = append(parts, minio.CompletePart{PartNumber: num, ETag: part.ETag})
+			mu.Unlock()
+			return nil
+		})
+	}
+	acquire := func() error {
+		select {
+		case s.slots <- struct{}{}:
+			return nil
+		case <-gctx.Done():
+			return gctx.Err()
 		}
 	}
+	readErr := func() error {
+		// The first part uses the caller's buffer; the caller keeps it
+		// until Put returns, which is after g.Wait.
+		if err := acquire(); err != nil {
+			return err
+		}
+		upload(1, buf[:n], func() { <-s.slots })
+		for partNum := 2; !src.eof; partNum++ {
+			if partNum > maxParts {
+				return &opError{op: "put", loc: s.loc(key), kind: store.ErrPermanent,
+					err: fmt.Errorf("object larger than %d parts of %d bytes; raise the part size", maxParts, s.partSize)}
+			}
+			if err := acquire(); err != nil {
+				return err
+			}
+			bp := s.bufs.Get().(*[]byte)
+			k, last, err := src.next(*bp)
+			if err != nil || (last && k == 0) {
+				s.bufs.Put(bp)
+				<-s.slots
+				if err != nil {
+					return s.putError(key, err)
+				}
+				break
+			}
+			upload(partNum, (*bp)[:k], func() { s.bufs.Put(bp); <-s.slots })
+		}
+		return nil
+	}()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if readErr != nil {
+		return readErr
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
 	_, err = s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, parts, s.putOptions())
 	return translateError("put", s.loc(key), err)
 }

@@ -34,7 +34,8 @@ type Store struct {
 	prefix   string // "" or "some/prefix/", ending in a slash
 	partSize int64
 	conns    int
-	bufs     sync.Pool // *[]byte of partSize
+	bufs     sync.Pool     // *[]byte of partSize
+	slots    chan struct{} // part uploads in flight, store-wide
 }
 
 var _ store.Store = (*Store)(nil)
@@ -79,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		bucket:   cfg.Bucket,
 		partSize: cfg.PartSize,
 		conns:    cfg.Connections,
+		slots:    make(chan struct{}, cfg.Connections),
 	}
 	if prefix != "" {
 		s.prefix = prefix + "/"
