@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/seedship/seedship/format"
@@ -13,7 +14,11 @@ import (
 type CheckOptions struct {
 	// Repair rewrites damaged or missing segments and manifest copies
 	// from parity and intact copies, atomically, then checks again.
-	Repair     bool
+	Repair bool
+	// Fallback, if set, is a second copy of the same image; with Repair,
+	// what parity cannot rebuild is fetched from it (damaged frames only
+	// when the rest of a segment is sound).
+	Fallback   store.Store
 	Workers    int
 	Progress   func(Progress)
 	OnRepaired func(keys []string) // told which files were rewritten
@@ -41,7 +46,14 @@ func (r *CheckResult) Final() *verify.Report {
 // ErrIntegrity when the image is (still) damaged.
 func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckResult, error) {
 	m, mb, err := loadImage(ctx, st)
-	if err != nil {
+	if err != nil && opts.Repair && opts.Fallback != nil && errors.Is(err, ErrIntegrity) {
+		// Every manifest here is damaged: take the fallback's, which
+		// the repair below writes back.
+		var ferr error
+		if m, mb, ferr = loadImage(ctx, opts.Fallback); ferr != nil {
+			return nil, err
+		}
+	} else if err != nil {
 		return nil, err
 	}
 	res := &CheckResult{Manifest: m}
@@ -58,6 +70,11 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 	if !opts.Repair {
 		return res, damagedErr(st, m, res.Before)
 	}
+	if opts.Fallback != nil {
+		if err := openFallback(ctx, opts.Fallback, m); err != nil {
+			return res, err
+		}
+	}
 	statuses, err := verify.Repair(ctx, st, m, res.Before.Findings)
 	if err != nil {
 		return res, fmt.Errorf("repair %s: %w", st, err)
@@ -65,6 +82,21 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 	for _, s := range statuses {
 		if s.Repairable {
 			res.Rewritten = append(res.Rewritten, s.Damaged...)
+		}
+	}
+	if opts.Fallback != nil {
+		// What parity could not rebuild: check again, then take it
+		// from the fallback.
+		mid := res.Before
+		if len(res.Rewritten) > 0 {
+			if mid, err = check(); err != nil {
+				return res, err
+			}
+		}
+		keys, err := patchFromFallback(ctx, st, opts.Fallback, m, mid.Findings)
+		res.Rewritten = append(res.Rewritten, keys...)
+		if err != nil {
+			return res, err
 		}
 	}
 	bad, _ := verify.CheckManifestCopies(ctx, st, m, m.CopyKeys())

@@ -24,9 +24,13 @@ type RestoreOptions struct {
 	// are beyond repair, leaving their ranges untouched (the error still
 	// lists them), so a replication resync can fix just those.
 	AllowDamaged bool
-	Workers      int // decode/verify workers, default GOMAXPROCS
-	Readers      int // parallel segment streams, default the store's
-	Progress     func(Progress)
+	// Fallback, if set, is a second copy of the same image (another
+	// drive, or the bucket): chunks damaged in img that parity cannot
+	// rebuild are fetched from it, and nothing else.
+	Fallback store.Store
+	Workers  int // decode/verify workers, default GOMAXPROCS
+	Readers  int // parallel segment streams, default the store's
+	Progress func(Progress)
 }
 
 // RestoreResult describes a finished restore.
@@ -37,6 +41,7 @@ type RestoreResult struct {
 	ZeroedBytes  int64                 // bytes of zero chunks written or punched
 	SkippedZeros bool                  // zero chunks were skipped (target known zeroed)
 	Rebuilt      []uint64              // chunks rebuilt from parity
+	Fetched      []uint64              // chunks fetched from the fallback
 	Lost         []uint64              // chunks beyond repair, not written
 	Stripes      []verify.StripeStatus // damaged parity stripes
 }
@@ -96,9 +101,16 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 		return nil, err
 	}
 	_, hasParity := m.Geometry()
-	// Without parity a missing segment means lost data: refuse before
-	// writing, unless the operator accepts a partial restore.
-	if errs := CheckSegments(ctx, img, m); len(errs) > 0 && !hasParity && !opts.AllowDamaged {
+	if opts.Fallback != nil {
+		if err := openFallback(ctx, opts.Fallback, m); err != nil {
+			return nil, err
+		}
+	}
+	canMend := hasParity || opts.Fallback != nil
+	// Without parity or a fallback a missing segment means lost data:
+	// refuse before writing, unless the operator accepts a partial
+	// restore.
+	if errs := CheckSegments(ctx, img, m); len(errs) > 0 && !canMend && !opts.AllowDamaged {
 		return nil, fmt.Errorf("%w: %w; nothing was written to %s (--allow-damaged restores the rest)", ErrIntegrity, errors.Join(errs...), target)
 	}
 	if err := notInImage(target, img, m); err != nil {
@@ -131,7 +143,7 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	rep, err := verify.Scan(ctx, img, m, verify.ScanOptions{
 		Workers:      opts.Workers,
 		Readers:      opts.Readers,
-		StopOnDamage: !hasParity && !opts.AllowDamaged,
+		StopOnDamage: !canMend && !opts.AllowDamaged,
 		OnChunk:      writeChunk,
 		OnProgress:   meter.Add,
 	})
@@ -161,6 +173,18 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 			}
 			slices.Sort(lost)
 			lost = slices.Compact(lost)
+		}
+		if len(lost) > 0 && opts.Fallback != nil {
+			// Only what parity could not rebuild comes from the fallback.
+			still, err := fetchChunks(ctx, opts.Fallback, m, lost, func(i uint64, raw []byte) error {
+				res.Fetched = append(res.Fetched, i)
+				meter.Add(int64(len(raw)))
+				return writeChunk(i, raw)
+			})
+			if err != nil {
+				return fail(err)
+			}
+			lost = still
 		}
 		res.Lost = lost
 		if len(lost) > 0 && !opts.AllowDamaged {

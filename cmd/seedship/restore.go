@@ -7,6 +7,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/seedship/seedship/engine"
+	"github.com/seedship/seedship/store"
 )
 
 func restoreCommand() *cli.Command {
@@ -33,6 +34,7 @@ Example:
    seedship restore /mnt/courier/seed /dev/sdc1`),
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
+			&cli.StringFlag{Name: "fallback", Usage: "a second copy of the same image (directory or s3://): chunks damaged here that parity cannot rebuild are fetched from it, and nothing else"},
 			&cli.BoolFlag{Name: "allow-damaged", Usage: "if chunks are beyond repair, write everything else, leave their ranges untouched, list them and exit 3"},
 			&cli.IntFlag{Name: "workers", Usage: "decode/verify workers (default: number of CPUs)"},
 		}, append(s3Flags(), outputFlags()...)...),
@@ -49,6 +51,7 @@ type restoreJSON struct {
 	ZeroChunks     uint64     `json:"zero_chunks"`
 	ZeroedBytes    int64      `json:"zeroed_bytes"`
 	Rebuilt        []uint64   `json:"rebuilt_from_parity,omitempty"`
+	Fetched        []uint64   `json:"fetched_from_fallback,omitempty"`
 	Lost           []lostJSON `json:"lost,omitempty"`
 	SkippedZeros   bool       `json:"skipped_zeros"`
 	SHA256         string     `json:"sha256"`
@@ -72,8 +75,15 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	var fb store.Store
+	if loc := c.String("fallback"); loc != "" {
+		if fb, err = openStore(c, loc); err != nil {
+			return err
+		}
+	}
 	p := newPrinter(c, "restore")
 	res, err := engine.Restore(c.Context, st, args[1], engine.RestoreOptions{
+		Fallback:     fb,
 		TargetZeroed: c.Bool("target-zeroed"),
 		AllowDamaged: c.Bool("allow-damaged"),
 		Workers:      c.Int("workers"),
@@ -85,9 +95,9 @@ func runRestore(c *cli.Context) error {
 	}
 	h := res.Manifest.Header
 	secs := max(res.Elapsed.Seconds(), 1e-9)
-	out := restoreJSON{Image: st.String(), Target: args[1], Size: h.Size, ChunksWritten: res.Report.ChunksOK + uint64(len(res.Rebuilt)),
+	out := restoreJSON{Image: st.String(), Target: args[1], Size: h.Size, ChunksWritten: res.Report.ChunksOK + uint64(len(res.Rebuilt)+len(res.Fetched)),
 		ZeroChunks: res.Report.ZeroChunks, ZeroedBytes: res.ZeroedBytes, SkippedZeros: res.SkippedZeros, SHA256: h.SHA256,
-		Rebuilt: res.Rebuilt, Seconds: secs, BytesPerSecond: float64(h.Size) / secs}
+		Rebuilt: res.Rebuilt, Fetched: res.Fetched, Seconds: secs, BytesPerSecond: float64(h.Size) / secs}
 	for _, i := range res.Lost {
 		off, length := res.Manifest.ChunkRange(i)
 		out.Lost = append(out.Lost, lostJSON{Chunk: i, Offset: off, Length: length})
@@ -97,7 +107,7 @@ func runRestore(c *cli.Context) error {
 	}
 	if !p.json {
 		rebuilt := map[uint64]bool{}
-		for _, i := range res.Rebuilt {
+		for _, i := range append(res.Rebuilt, res.Fetched...) {
 			rebuilt[i] = true
 		}
 		for _, f := range res.Report.Findings {
@@ -108,6 +118,9 @@ func runRestore(c *cli.Context) error {
 		if len(res.Rebuilt) > 0 {
 			fmt.Fprintf(p.errw, "rebuilt %d chunk(s) from parity: %v\n", len(res.Rebuilt), res.Rebuilt)
 		}
+		if len(res.Fetched) > 0 {
+			fmt.Fprintf(p.errw, "fetched %d chunk(s) from the fallback: %v\n", len(res.Fetched), res.Fetched)
+		}
 		for _, l := range out.Lost {
 			fmt.Fprintf(p.errw, "LOST chunk %d: bytes %d-%d left untouched\n", l.Chunk, l.Offset, l.Offset+l.Length-1)
 		}
@@ -115,8 +128,12 @@ func runRestore(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	p.summary("restored %s onto %s: %d chunks written and verified (%d rebuilt from parity), %d zero chunks %s, fsynced, %s at %s\nsource sha256 %s (compare: sha256sum %s)",
-		human(h.Size), args[1], out.ChunksWritten, len(res.Rebuilt), res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
+	mended := ""
+	if len(res.Rebuilt) > 0 || len(res.Fetched) > 0 {
+		mended = fmt.Sprintf(" (%d rebuilt from parity, %d fetched from the fallback)", len(res.Rebuilt), len(res.Fetched))
+	}
+	p.summary("restored %s onto %s: %d chunks written and verified%s, %d zero chunks %s, fsynced, %s at %s\nsource sha256 %s (compare: sha256sum %s)",
+		human(h.Size), args[1], out.ChunksWritten, mended, res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
 		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256, args[1])
 	return nil
 }

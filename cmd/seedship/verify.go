@@ -34,6 +34,7 @@ Examples:
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
 			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
+			&cli.StringFlag{Name: "fallback", Usage: "with --repair: a second copy of the same image (directory or s3://) to fetch what parity cannot rebuild from"},
 			&cli.IntFlag{Name: "workers", Usage: "parallel workers (default: number of CPUs)"},
 		}, append(s3Flags(), outputFlags()...)...),
 		Action: runVerify,
@@ -118,8 +119,18 @@ func runVerify(c *cli.Context) error {
 		}
 		return verifyDevice(c, p, st, dev)
 	}
+	var fb store.Store
+	if loc := c.String("fallback"); loc != "" {
+		if !c.Bool("repair") {
+			return usagef("verify: --fallback is for --repair: add --repair")
+		}
+		if fb, err = openStore(c, loc); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	res, err := engine.CheckImage(c.Context, st, engine.CheckOptions{
+		Fallback: fb,
 		Repair:   c.Bool("repair"),
 		Workers:  c.Int("workers"),
 		Progress: p.progress,
