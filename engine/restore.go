@@ -28,6 +28,10 @@ type RestoreOptions struct {
 	// drive, or the bucket): chunks damaged in img that parity cannot
 	// rebuild are fetched from it, and nothing else.
 	Fallback store.Store
+	// Resume continues an interrupted restore: the target is compared
+	// with the image first (locally, by hash), and only the segments
+	// holding chunks that differ are fetched and written.
+	Resume   bool
 	Workers  int // decode/verify workers, default GOMAXPROCS
 	Readers  int // parallel segment streams, default the store's
 	Progress func(Progress)
@@ -42,6 +46,7 @@ type RestoreResult struct {
 	SkippedZeros bool                  // zero chunks were skipped (target known zeroed)
 	Rebuilt      []uint64              // chunks rebuilt from parity
 	Fetched      []uint64              // chunks fetched from the fallback
+	Skipped      int                   // segments already on the target (Resume)
 	Lost         []uint64              // chunks beyond repair, not written
 	Stripes      []verify.StripeStatus // damaged parity stripes
 }
@@ -125,6 +130,10 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	// A file this restore created and could not finish must not pass for
 	// a restored disk (with --allow-damaged the operator asked for it).
 	fail := func(err error) (*RestoreResult, error) {
+		if errors.Is(err, context.Canceled) {
+			// Interrupted: keep what was written for --resume.
+			return res, fmt.Errorf("%w; %s is incomplete: run the same restore with --resume to continue", err, target)
+		}
 		if created && !opts.AllowDamaged {
 			f.Close()
 			os.Remove(target)
@@ -140,7 +149,25 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 		return nil
 	}
 	meter := NewMeter(m.Header.Size, opts.Progress)
+	var segments []uint32 // nil: all
+	if opts.Resume && !created {
+		if segments, err = segmentsToRedo(ctx, m, target, opts.Workers); err != nil {
+			return fail(err)
+		}
+		res.Skipped = len(m.Segments) - len(segments)
+		done := map[uint32]bool{}
+		for _, s := range segments {
+			done[s] = true
+		}
+		for i, c := range m.Chunks {
+			if c.Kind == format.KindStored && !done[c.Segment] {
+				_, n := m.ChunkRange(uint64(i))
+				meter.Add(n)
+			}
+		}
+	}
 	rep, err := verify.Scan(ctx, img, m, verify.ScanOptions{
+		Segments:     segments,
 		Workers:      opts.Workers,
 		Readers:      opts.Readers,
 		StopOnDamage: !canMend && !opts.AllowDamaged,
@@ -212,6 +239,29 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 			ErrIntegrity, target, len(res.Lost), describeChunks(m, res.Lost))
 	}
 	return res, nil
+}
+
+// segmentsToRedo compares the target with the image's hashes and returns
+// the data segments holding a stored chunk that differs. It reads the
+// target, never the image: on resume, local reads are cheap and WAN
+// fetches are not.
+func segmentsToRedo(ctx context.Context, m *format.Manifest, target string, workers int) ([]uint32, error) {
+	rep, err := verify.Device(ctx, m, target, verify.DeviceOptions{Workers: workers})
+	if err != nil {
+		return nil, fmt.Errorf("compare %s with the image for --resume: %w", target, err)
+	}
+	redo := map[uint32]bool{}
+	for _, f := range rep.Findings {
+		if c := m.Chunks[f.Chunk]; f.IsChunk && c.Kind == format.KindStored {
+			redo[c.Segment] = true
+		}
+	}
+	out := make([]uint32, 0, len(redo))
+	for s := range redo {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // describeChunks lists chunks with their source byte ranges, briefly.

@@ -186,3 +186,56 @@ func TestResumeRefusesOtherSourceAndOptions(t *testing.T) {
 		t.Fatalf("resume into an empty destination: %v", err)
 	}
 }
+
+// countGets counts the data segments read, and cancels after n of them.
+type countGets struct {
+	store.Store
+	n      int32
+	cancel context.CancelFunc
+	gets   atomic.Int32
+}
+
+func (c *countGets) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
+	if strings.HasPrefix(key, "data/") && off == 0 && length < 0 {
+		if c.gets.Add(1) > c.n && c.cancel != nil {
+			c.cancel()
+			return nil, context.Canceled
+		}
+	}
+	return c.Store.Get(ctx, key, off, length)
+}
+
+func TestRestoreResume(t *testing.T) {
+	srcPath := mixedSource(t, 20<<20+777)
+	img, _ := dir.New(filepath.Join(t.TempDir(), "img"))
+	src, _ := OpenSource(srcPath)
+	cres, err := Capture(context.Background(), src, img, CaptureOptions{ChunkSize: 256 << 10, SegmentSize: 1 << 20})
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nseg := len(cres.Manifest.Segments)
+	target := filepath.Join(t.TempDir(), "target.img")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err = Restore(ctx, &countGets{Store: img, n: 4, cancel: cancel}, target, RestoreOptions{Readers: 1, Workers: 1})
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("interrupted restore: %v", err)
+	}
+	if _, err := os.Stat(target); err != nil {
+		t.Fatalf("an interrupted restore removed its target, so it cannot resume: %v", err)
+	}
+	counter := &countGets{Store: img, n: 1 << 30}
+	res, err := Restore(context.Background(), counter, target, RestoreOptions{Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Skipped == 0 || int(counter.gets.Load()) != nseg-res.Skipped {
+		t.Fatalf("resume fetched %d of %d segments, skipped %d", counter.gets.Load(), nseg, res.Skipped)
+	}
+	want, _ := os.ReadFile(srcPath)
+	got, _ := os.ReadFile(target)
+	if !bytes.Equal(got, want) {
+		t.Fatal("resumed restore differs from the source")
+	}
+	t.Logf("resume skipped %d of %d segments", res.Skipped, nseg)
+}

@@ -34,6 +34,7 @@ Example:
    seedship restore /mnt/courier/seed /dev/sdc1`),
 		Flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted restore: compare TARGET with the image first and fetch only the segments that differ"},
 			&cli.StringFlag{Name: "fallback", Usage: "a second copy of the same image (directory or s3://): chunks damaged here that parity cannot rebuild are fetched from it, and nothing else"},
 			&cli.BoolFlag{Name: "allow-damaged", Usage: "if chunks are beyond repair, write everything else, leave their ranges untouched, list them and exit 3"},
 			&cli.IntFlag{Name: "workers", Usage: "decode/verify workers (default: number of CPUs)"},
@@ -84,6 +85,7 @@ func runRestore(c *cli.Context) error {
 	p := newPrinter(c, "restore")
 	res, err := engine.Restore(c.Context, st, args[1], engine.RestoreOptions{
 		Fallback:     fb,
+		Resume:       c.Bool("resume"),
 		TargetZeroed: c.Bool("target-zeroed"),
 		AllowDamaged: c.Bool("allow-damaged"),
 		Workers:      c.Int("workers"),
@@ -127,6 +129,9 @@ func runRestore(c *cli.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if res.Skipped > 0 {
+		p.summary("resumed: %d of %d segment(s) were already on %s and were not fetched again", res.Skipped, len(res.Manifest.Segments), args[1])
 	}
 	mended := ""
 	if len(res.Rebuilt) > 0 || len(res.Fetched) > 0 {
