@@ -22,12 +22,12 @@ import (
 	"github.com/seedship/seedship/store"
 )
 
-// DefaultLevel is the default zstd level. It selects klauspost/compress's
-// "better" strategy: its "default" strategy (levels 3-5) stored 0.7% more
-// than the zstd CLI at -3 on a realistic ext4 image, "better" 0.5% less, at
-// about 1.5× the compression CPU, which the pipelined capture absorbs
-// (figures in the closing note of the format issue and bench/README.md).
-const DefaultLevel = 6
+// DefaultLevel is the default zstd level, 3, which selects
+// klauspost/compress's "default" strategy. Its "better" strategy (levels
+// 6-9) stores about 1.5% less but costs twice the compression CPU, which
+// on two cores makes capture slower than the zstd CLI; the x86 filter
+// (format.CodecZstdX86) recovers most of that size for 2% more CPU.
+const DefaultLevel = 3
 
 // MaxParityMemory bounds the parity accumulators capture keeps per stripe
 // (M × segment size), so memory stays bounded whatever the device size.
@@ -181,7 +181,7 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 		}
 	}
 
-	codec, err := format.NewChunkCodec(max(opts.Level, 0), opts.Workers)
+	codec, err := format.NewChunkCodec(max(opts.Level, 0), opts.Workers, opts.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +261,8 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	free := make(chan *job, njobs)
 	nblocks := format.NumBlocks(opts.ChunkSize)
 	for range njobs {
-		free <- &job{raw: make([]byte, opts.ChunkSize), out: make([]byte, 0, opts.ChunkSize), blocks: make([]format.BlockDigest, nblocks)}
+		// out has room for zstd's worst case, so it is never regrown.
+		free <- &job{raw: make([]byte, opts.ChunkSize), out: make([]byte, 0, opts.ChunkSize+opts.ChunkSize/64+4096), blocks: make([]format.BlockDigest, nblocks)}
 	}
 	work := make(chan *job, opts.Workers)
 	ordered := make(chan *job, njobs)
@@ -320,7 +321,7 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 				return err
 			}
 			meter.Add(int64(len(j.raw)))
-			if !j.ec.Zero && j.ec.Codec == format.CodecZstd {
+			if !j.ec.Zero && j.ec.Codec != format.CodecRaw && cap(j.ec.Payload) > cap(j.out) {
 				j.out = j.ec.Payload[:0] // keep a grown buffer
 			}
 			j.raw, j.ec = j.raw[:cap(j.raw)], format.EncodedChunk{}

@@ -198,7 +198,7 @@ func verifyDataStream(r io.Reader, m *format.Manifest, sum format.SegmentSummary
 	if err := sc.HeaderErr(); err != nil {
 		return err
 	}
-	codec, err := format.NewChunkCodec(0, 1)
+	codec, err := format.NewChunkCodec(0, 1, format.MaxChunkSize)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func openFallback(ctx context.Context, fb store.Store, m *format.Manifest) error
 // verifies each against its hash and hands it to fn. It returns the chunks
 // the fallback could not supply either.
 func fetchChunks(ctx context.Context, fb store.Store, m *format.Manifest, chunks []uint64, fn func(uint64, []byte) error) ([]uint64, error) {
-	codec, err := format.NewChunkCodec(0, 1)
+	codec, err := format.NewChunkCodec(0, 1, format.MaxChunkSize)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package format
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -21,15 +22,17 @@ type EncodedChunk struct {
 // methods are safe for concurrent use; each call runs on the calling
 // goroutine, and one shared codec serves every pipeline worker.
 type ChunkCodec struct {
-	level int
-	enc   *zstd.Encoder
-	dec   *zstd.Decoder
+	level   int
+	enc     *zstd.Encoder
+	dec     *zstd.Decoder
+	scratch sync.Pool // *[]byte for the x86-filtered copy of a chunk
 }
 
-// NewChunkCodec returns a codec for the given zstd level (1-22; 0 stores
-// every chunk raw). concurrency bounds how many encodes or decodes run at
-// once; it should be the number of pipeline workers.
-func NewChunkCodec(level, concurrency int) (*ChunkCodec, error) {
+// NewChunkCodec returns a codec for chunks of up to chunkSize bytes at the
+// given zstd level (1-22; 0 stores every chunk raw). concurrency bounds how
+// many encodes or decodes run at once; it should be the number of pipeline
+// workers.
+func NewChunkCodec(level, concurrency, chunkSize int) (*ChunkCodec, error) {
 	if level < 0 || level > 22 {
 		return nil, fmt.Errorf("format: compression level %d out of range 0-22", level)
 	}
@@ -37,6 +40,7 @@ func NewChunkCodec(level, concurrency int) (*ChunkCodec, error) {
 		concurrency = 1
 	}
 	c := &ChunkCodec{level: level}
+	c.scratch.New = func() any { b := make([]byte, 0, chunkSize); return &b }
 	var err error
 	if level > 0 {
 		c.enc, err = zstd.NewWriter(nil,
@@ -45,7 +49,9 @@ func NewChunkCodec(level, concurrency int) (*ChunkCodec, error) {
 			// Chunk hashes already protect every byte; a zstd CRC
 			// would be a second check of the same thing.
 			zstd.WithEncoderCRC(false),
-			zstd.WithWindowSize(windowFor(MaxChunkSize)),
+			// A frame holds one chunk: a larger window would only
+			// allocate history that is never used.
+			zstd.WithWindowSize(windowFor(chunkSize)),
 		)
 		if err != nil {
 			return nil, fmt.Errorf("format: zstd encoder: %w", err)
@@ -110,9 +116,14 @@ func (c *ChunkCodec) Encode(raw, dst []byte, blocks []BlockDigest) EncodedChunk 
 	}
 	ec.Hash = ChunkHash(raw, ec.Blocks)
 	if c.enc != nil {
-		out := c.enc.EncodeAll(raw, dst[:0])
+		bp := c.scratch.Get().(*[]byte)
+		f := append((*bp)[:0], raw...)
+		x86Encode(f)
+		out := c.enc.EncodeAll(f, dst[:0])
+		*bp = f
+		c.scratch.Put(bp)
 		if !incompressible(len(raw), len(out)) {
-			ec.Codec, ec.Payload = CodecZstd, out
+			ec.Codec, ec.Payload = CodecZstdX86, out
 			return ec
 		}
 	}
@@ -132,7 +143,7 @@ func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, 
 			return nil, corruptf("raw payload is %d bytes, want %d", len(payload), rawLen)
 		}
 		raw = payload
-	case CodecZstd:
+	case CodecZstd, CodecZstdX86:
 		if cap(dst) < rawLen {
 			dst = make([]byte, 0, rawLen)
 		}
@@ -142,6 +153,9 @@ func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, 
 		}
 		if len(out) != rawLen {
 			return nil, corruptf("zstd payload decodes to %d bytes, want %d", len(out), rawLen)
+		}
+		if codec == CodecZstdX86 {
+			x86Decode(out)
 		}
 		raw = out
 	default:

@@ -57,9 +57,13 @@ type Codec uint8
 
 // Codecs.
 const (
-	CodecRaw  Codec = 1 // payload is the raw bytes
-	CodecZstd Codec = 2 // payload is one zstd frame
+	CodecRaw     Codec = 1 // payload is the raw bytes
+	CodecZstd    Codec = 2 // payload is one zstd frame
+	CodecZstdX86 Codec = 3 // payload is one zstd frame of the x86-filtered bytes (x86.go)
 )
+
+// Valid reports whether c is a codec this version reads.
+func (c Codec) Valid() bool { return c >= CodecRaw && c <= CodecZstdX86 }
 
 func (c Codec) String() string {
 	switch c {
@@ -67,6 +71,8 @@ func (c Codec) String() string {
 		return "raw"
 	case CodecZstd:
 		return "zstd"
+	case CodecZstdX86:
+		return "zstd-x86"
 	}
 	return "unknown"
 }

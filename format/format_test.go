@@ -48,7 +48,7 @@ func testSource(size, chunk int, seed uint64) []byte {
 // buildImage captures src into memory segments.
 func buildImage(t testing.TB, src []byte, chunk int, segSize int64) (*Manifest, memSegments, []byte) {
 	t.Helper()
-	codec, err := NewChunkCodec(3, 2)
+	codec, err := NewChunkCodec(3, 2, MaxChunkSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func buildImage(t testing.TB, src []byte, chunk int, segSize int64) (*Manifest, 
 
 // restoreImage reads back every chunk by scanning segments.
 func restoreImage(t testing.TB, m *Manifest, segs memSegments) ([]byte, []error) {
-	codec, _ := NewChunkCodec(0, 1)
+	codec, _ := NewChunkCodec(0, 1, MaxChunkSize)
 	out := make([]byte, m.Header.Size)
 	var errs []error
 	for seg, chunks := range m.SegmentChunks() {

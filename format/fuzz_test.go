@@ -76,7 +76,7 @@ func FuzzFrame(f *testing.F) {
 			f.Add(b[SegmentHeaderSize:min(len(b), SegmentHeaderSize+4096)], []byte{})
 		}
 	}
-	codec, err := NewChunkCodec(0, 1)
+	codec, err := NewChunkCodec(0, 1, MaxChunkSize)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -374,7 +374,7 @@ func (m *Manifest) validate() error {
 			if !ok {
 				return corruptf("chunk %d in segment %d, which is not in the segment table", i, c.Segment)
 			}
-			if c.Codec != CodecRaw && c.Codec != CodecZstd {
+			if !c.Codec.Valid() {
 				return corruptf("chunk %d: codec %d", i, c.Codec)
 			}
 			if c.PayloadLen > maxPayload(int(rawLen)) || (c.Codec == CodecRaw && int64(c.PayloadLen) != rawLen) {

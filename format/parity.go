@@ -333,6 +333,9 @@ func (e *StripeEncoder) Finish(stripe uint32, imageID [16]byte) []ParitySegment 
 	return out
 }
 
+// RowCRCUpdate extends a running CRC-32C of a row with b.
+func RowCRCUpdate(crc uint32, b []byte) uint32 { return crc32.Update(crc, castagnoli, b) }
+
 // RowCRC returns the CRC-32C of a row slice.
 func RowCRC(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 

@@ -8,7 +8,7 @@ import (
 // buildParityImage captures src with parity into memory.
 func buildParityImage(t testing.TB, src []byte, chunk int, segSize int64, g Geometry) (*Manifest, memSegments, map[string][]byte) {
 	t.Helper()
-	codec, _ := NewChunkCodec(3, 1)
+	codec, _ := NewChunkCodec(3, 1, MaxChunkSize)
 	defer codec.Close()
 	segs := memSegments{}
 	par := map[string][]byte{}

@@ -93,7 +93,7 @@ func ParseFrameHeader(b []byte) (FrameHeader, error) {
 		return f, corruptf("bad frame magic %q", b[:4])
 	}
 	f.Codec = Codec(b[4])
-	if f.Codec != CodecRaw && f.Codec != CodecZstd {
+	if !f.Codec.Valid() {
 		return f, corruptf("frame codec %d", b[4])
 	}
 	if b[5]|b[6]|b[7] != 0 {
@@ -221,7 +221,7 @@ func ParseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error
 		if e.RawLen == 0 || e.RawLen > MaxChunkSize || nb != NumBlocks(int(e.RawLen)) {
 			return nil, corruptf("index entry %d: raw length %d with %d blocks", i, e.RawLen, nb)
 		}
-		if e.Codec != CodecRaw && e.Codec != CodecZstd {
+		if !e.Codec.Valid() {
 			return nil, corruptf("index entry %d: codec %d", i, e.Codec)
 		}
 		if e.Offset != next || e.PayloadLen > maxPayload(int(e.RawLen)) {

@@ -3,6 +3,7 @@ package format
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -94,6 +95,23 @@ var cleanVectors = []vectorSpec{
 			}
 			return b
 		}, &Geometry{K: 2, M: 1, RowSize: 4096}},
+	{"x86", "machine-code-like chunks: CALL/JMP displacements stored with the x86 filter (codec 3)", 4*MinChunkSize + 4321, MinChunkSize, 1 << 20,
+		func(size, chunk int) []byte {
+			r := rand.New(rand.NewPCG(86, 86))
+			targets := []uint32{0x1000, 0x2340, 0x8000, 0x10000, 0x3F000}
+			b := make([]byte, size)
+			for i := 0; i < size; {
+				if size-i >= 5 && r.IntN(3) == 0 {
+					b[i] = 0xE8 + byte(r.IntN(2))
+					binary.LittleEndian.PutUint32(b[i+1:], targets[r.IntN(len(targets))]-uint32(i+5))
+					i += 5
+					continue
+				}
+				b[i] = []byte{0x48, 0x89, 0xC7, 0x8B, 0x45, 0xF8, 0x31, 0xC0, 0xC3, 0x90}[r.IntN(10)]
+				i++
+			}
+			return b
+		}, nil},
 	{"multi-segment", "incompressible chunks stored raw across two 1 MiB segments", 32 * MinChunkSize, MinChunkSize, 1 << 20,
 		func(size, chunk int) []byte {
 			b := testSource(size, chunk, 5)
@@ -136,7 +154,7 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	src := vs.gen(vs.size, vs.chunk)
 	dir := filepath.Join(vectorDir, vs.name)
 	os.RemoveAll(dir)
-	codec, _ := NewChunkCodec(3, 1)
+	codec, _ := NewChunkCodec(3, 1, MaxChunkSize)
 	defer codec.Close()
 	segs := memSegments{}
 	w, err := NewImageWriter(segs.create, vectorID(vs.name), vs.segSize, 0)
@@ -254,7 +272,13 @@ func asSegments(files map[string][]byte) memSegments {
 
 func TestVectors(t *testing.T) {
 	if *update {
+		// Fixtures are written once: zstd output is not reproducible
+		// across encoder versions, so existing vectors are kept (remove
+		// a vector's directory to write it again).
 		for _, vs := range cleanVectors {
+			if _, err := os.Stat(filepath.Join(vectorDir, vs.name)); err == nil {
+				continue
+			}
 			writeVector(t, vs)
 		}
 		for _, cv := range corruptVectors {

@@ -130,6 +130,10 @@ type ScanOptions struct {
 	StopOnDamage bool
 	// Segments restricts the scan to these data segments (nil: all).
 	Segments []uint32
+	// RowCRC, if set, gives the parity row size and the CRC-32C of each
+	// row of a data segment (zero-padded to whole rows); the scan checks
+	// the segment's bytes against them.
+	RowCRC func(seg uint32) (rowSize int, want []uint32, ok bool)
 }
 
 type work struct {
@@ -149,7 +153,7 @@ func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOpti
 	if opts.Readers <= 0 {
 		opts.Readers = store.ConnectionsOf(st, 2)
 	}
-	codec, err := format.NewChunkCodec(0, opts.Workers)
+	codec, err := format.NewChunkCodec(0, opts.Workers, format.MaxChunkSize)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +209,13 @@ func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOpti
 	for range opts.Readers {
 		readers.Go(func() error {
 			for seg := range jobs {
-				if err := scanSegment(rctx, st, m, seg, layout[seg], pool, frames, damage); err != nil {
+				var crc *rowCRC
+				if opts.RowCRC != nil {
+					if R, want, ok := opts.RowCRC(seg); ok {
+						crc = &rowCRC{size: R, want: want}
+					}
+				}
+				if err := scanSegment(rctx, st, m, seg, layout[seg], pool, frames, damage, crc); err != nil {
 					return err
 				}
 			}
@@ -251,14 +261,18 @@ func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOpti
 
 // scanSegment streams one segment and sends its frames to the workers.
 func scanSegment(ctx context.Context, st store.Store, m *format.Manifest, seg uint32, chunks []uint64,
-	pool chan []byte, frames chan<- work, damage func(string, error) error) error {
+	pool chan []byte, frames chan<- work, damage func(string, error) error, crc *rowCRC) error {
 	key := format.SegmentKey(seg)
 	rc, err := st.Get(ctx, key, 0, -1)
 	var r io.Reader
 	switch {
 	case err == nil:
 		defer rc.Close()
-		r = bufio.NewReaderSize(rc, 1<<20)
+		var body io.Reader = rc
+		if crc != nil {
+			body = io.TeeReader(rc, crc)
+		}
+		r = bufio.NewReaderSize(body, 1<<20)
 	case errors.Is(err, store.ErrNotExist):
 		r = eofReader{} // every chunk of it is reported missing
 	default:
@@ -316,7 +330,51 @@ func scanSegment(ctx context.Context, st store.Store, m *format.Manifest, seg ui
 		// frames were lost; report trailer damage on its own otherwise.
 		return damage(key, fmt.Errorf("segment %s: index/footer: %w", key, err))
 	}
+	if crc != nil {
+		if bad := crc.finish(); len(bad) > 0 {
+			return damage(key, fmt.Errorf("segment %s: %d row(s) fail their parity CRC-32C though every chunk decodes: %v", key, len(bad), bad))
+		}
+	}
 	return nil
+}
+
+// rowCRC computes the CRC-32C of each parity row of a streamed segment.
+type rowCRC struct {
+	size int
+	want []uint32
+	got  []uint32
+	cur  uint32
+	off  int
+}
+
+func (c *rowCRC) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(len(p), c.size-c.off)
+		c.cur = format.RowCRCUpdate(c.cur, p[:k])
+		c.off += k
+		p = p[k:]
+		if c.off == c.size {
+			c.got = append(c.got, c.cur)
+			c.cur, c.off = 0, 0
+		}
+	}
+	return n, nil
+}
+
+// finish pads the last row with zeros and returns the rows that differ.
+func (c *rowCRC) finish() []int {
+	if c.off > 0 {
+		c.cur = format.RowCRCUpdate(c.cur, make([]byte, c.size-c.off))
+		c.got = append(c.got, c.cur)
+	}
+	var bad []int
+	for r, g := range c.got {
+		if r >= len(c.want) || g != c.want[r] {
+			bad = append(bad, r)
+		}
+	}
+	return bad
 }
 
 type eofReader struct{}

@@ -14,39 +14,50 @@ import (
 )
 
 // CheckParity reads every parity segment of the image once and adds a
-// finding for each one that is missing, has a damaged header or index, or
-// has rows failing their CRC-32C (the finding lists those rows).
-func CheckParity(ctx context.Context, st store.Store, m *format.Manifest, rep *Report) error {
+// finding for each one that is missing, of the wrong size, has a damaged
+// header or index, or has rows failing their CRC-32C (the finding lists
+// those rows). It returns an intact parity index of each stripe that has
+// one.
+func CheckParity(ctx context.Context, st store.Store, m *format.Manifest, rep *Report) (map[uint32]*format.ParityIndex, error) {
 	g, ok := m.Geometry()
 	if !ok {
-		return nil
+		return nil, nil
 	}
+	indexes := map[uint32]*format.ParityIndex{}
 	for _, sum := range m.Parity {
 		if err := ctx.Err(); err != nil {
-			return err
+			return indexes, err
 		}
 		key := format.ParityKey(sum.Number)
 		stripe, j := sum.Number/uint32(g.M), int(sum.Number%uint32(g.M))
+		if info, err := st.Stat(ctx, key); err == nil && info.Size != sum.Size {
+			// Bytes past the recorded end are not covered by any check
+			// below: the size itself is the check.
+			rep.add(Finding{Key: key, Rows: []int{}, Err: fmt.Errorf("parity segment %s is %d bytes, the manifest says %d", key, info.Size, sum.Size)})
+		}
 		idx, err := format.ReadParityIndex(storeReaderAtOf(ctx, st, key), sum.Size, sum.IndexHash)
 		if err == nil && (idx.Stripe != stripe || idx.J != j) {
 			err = fmt.Errorf("%w: index names stripe %d shard %d", format.ErrCorrupt, idx.Stripe, idx.J)
 		}
 		if err != nil {
 			if !recoverable(err) && !errors.Is(err, io.ErrUnexpectedEOF) {
-				return fmt.Errorf("read %s: %w", key, err)
+				return indexes, fmt.Errorf("read %s: %w", key, err)
 			}
 			rep.add(Finding{Key: key, Err: fmt.Errorf("parity segment %s: %w", key, err)})
 			continue
 		}
+		if indexes[stripe] == nil {
+			indexes[stripe] = idx
+		}
 		bad, err := checkParityRows(ctx, st, m, key, sum, idx, g, stripe)
 		if err != nil {
-			return err
+			return indexes, err
 		}
 		if bad != nil {
 			rep.add(Finding{Key: key, Rows: bad.rows, Err: fmt.Errorf("parity segment %s: %v", key, bad.err)})
 		}
 	}
-	return nil
+	return indexes, nil
 }
 
 type rowDamage struct {
@@ -199,15 +210,16 @@ func shardKeyOf(m *format.Manifest, g format.Geometry, stripe uint32, shard int)
 	return format.ParityKey(g.ParityNumber(stripe, shard-g.K))
 }
 
-// lostChunks lists the stored chunks of damaged data shards whose frames
-// touch a lost row.
-func lostChunks(m *format.Manifest, g format.Geometry, stripe uint32, sd shardDamage, lost []int) []uint64 {
+// lostChunks lists the damaged chunks (bad, from the findings) of a
+// stripe whose frames touch a lost row: an intact chunk in a lost row is
+// not lost, it can be read as it is.
+func lostChunks(m *format.Manifest, g format.Geometry, stripe uint32, sd shardDamage, lost []int, bad map[uint64]bool) []uint64 {
 	if len(lost) == 0 {
 		return nil
 	}
 	var out []uint64
 	for i, c := range m.Chunks {
-		if c.Kind != format.KindStored {
+		if c.Kind != format.KindStored || !bad[uint64(i)] {
 			continue
 		}
 		s, pos := g.Stripe(c.Segment)
@@ -251,6 +263,12 @@ func walkStripesRegen(ctx context.Context, st store.Store, m *format.Manifest, f
 		return nil, nil
 	}
 	p := plan(m, g, findings, whole)
+	bad := map[uint64]bool{}
+	for _, f := range findings {
+		if f.IsChunk {
+			bad[f.Chunk] = true
+		}
+	}
 	stripes := make([]uint32, 0, len(p))
 	for s := range p {
 		stripes = append(stripes, s)
@@ -289,7 +307,7 @@ func walkStripesRegen(ctx context.Context, st store.Store, m *format.Manifest, f
 				return out, ctx.Err()
 			}
 			ss.Err = err
-			ss.LostChunks = lostChunks(m, g, s, sd, allRows(maxRows(m, g, s)))
+			ss.LostChunks = lostChunks(m, g, s, sd, allRows(maxRows(m, g, s)), bad)
 			out = append(out, ss)
 			continue
 		}
@@ -306,7 +324,7 @@ func walkStripesRegen(ctx context.Context, st store.Store, m *format.Manifest, f
 		}
 		ss.LostRows = lost
 		ss.Repairable = len(lost) == 0
-		ss.LostChunks = lostChunks(m, g, s, sd, lost)
+		ss.LostChunks = lostChunks(m, g, s, sd, lost, bad)
 		if done != nil {
 			if err := done(&ss, idx); err != nil {
 				return out, err
@@ -364,7 +382,7 @@ func RebuildChunks(ctx context.Context, st store.Store, m *format.Manifest, find
 	if err != nil {
 		return statuses, err
 	}
-	codec, err := format.NewChunkCodec(0, 1)
+	codec, err := format.NewChunkCodec(0, 1, format.MaxChunkSize)
 	if err != nil {
 		return statuses, err
 	}

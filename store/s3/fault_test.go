@@ -179,8 +179,15 @@ func TestRetryPut(t *testing.T) {
 	f := newFaulty(t)
 	b := data(200<<10, 3)
 
-	// A 500 fails a plain reader for good: it cannot be read again.
+	// Put resends an object that fits one part from its own buffer, so
+	// one 500 is survived even with a plain reader; a 500 on every one
+	// of its attempts fails it for good (the reader cannot be read again,
+	// so store/retry cannot help).
 	f.proxy.FailNext("PUT", 1, 500)
+	if err := f.retry.Put(t.Context(), "obj0", onlyReader{bytes.NewReader(b)}, int64(len(b))); err != nil {
+		t.Fatalf("Put of a plain reader through one 500: %v", err)
+	}
+	f.proxy.FailNext("PUT", 3, 500)
 	err := f.retry.Put(t.Context(), "obj", onlyReader{bytes.NewReader(b)}, int64(len(b)))
 	mustTransient(t, "Put of a plain reader through a 500", err)
 	if _, err := f.raw.Stat(t.Context(), "obj"); !errors.Is(err, store.ErrNotExist) {
@@ -196,8 +203,9 @@ func TestRetryPut(t *testing.T) {
 		t.Fatal("object differs after retried Put")
 	}
 
-	// The connection dropped in the middle of the request body.
-	f.proxy.Inject(s3test.Fault{Kind: s3test.DropRequest, Method: "PUT", N: 64 << 10})
+	// The connection dropped in the middle of the request body, on
+	// every attempt: the old object stays.
+	f.proxy.Inject(s3test.Fault{Kind: s3test.DropRequest, Method: "PUT", N: 64 << 10, Times: 3})
 	b2 := data(200<<10, 4)
 	if err := f.raw.Put(t.Context(), "obj", bytes.NewReader(b2), int64(len(b2))); err == nil {
 		t.Fatal("Put through a dropped connection: no error")
@@ -218,23 +226,28 @@ func TestRetryPut(t *testing.T) {
 
 // TestCorruptUploadRejected flips one byte of a request body in transit:
 // the server must refuse it (Content-MD5, and over plain HTTP the chunk
-// signatures) and nothing must be stored; a retry then succeeds.
+// signatures), so the corrupted bytes are never stored; Put then sends the
+// object again from its buffer and succeeds. Corruption on every attempt
+// fails the Put, with nothing stored.
 func TestCorruptUploadRejected(t *testing.T) {
 	f := newFaulty(t)
 	b := data(100<<10, 5)
 	f.proxy.Inject(s3test.Fault{Kind: s3test.CorruptRequest, Method: "PUT", N: 50 << 10})
-	err := f.raw.Put(t.Context(), "obj", bytes.NewReader(b), int64(len(b)))
-	mustTransient(t, "Put of a corrupted body", err)
-	t.Logf("corrupted Put: %v", err)
-	if _, err := f.raw.Stat(t.Context(), "obj"); !errors.Is(err, store.ErrNotExist) {
-		t.Fatalf("Stat after a corrupted Put: %v; want ErrNotExist", err)
+	if err := f.raw.Put(t.Context(), "obj", bytes.NewReader(b), int64(len(b))); err != nil {
+		t.Fatalf("Put after one corrupted attempt: %v", err)
 	}
-	f.proxy.Inject(s3test.Fault{Kind: s3test.CorruptRequest, Method: "PUT", N: 50 << 10})
-	if err := f.retry.Put(t.Context(), "obj", bytes.NewReader(b), int64(len(b))); err != nil {
-		t.Fatalf("retried Put after a corrupted attempt: %v", err)
+	if n := f.count("PUT", ""); n != 2 {
+		t.Fatalf("%d PUT requests; want 2 (the corrupted one refused, then resent)", n)
 	}
 	if got := readAll(t, f.raw, "obj", 0, -1); !bytes.Equal(got, b) {
 		t.Fatal("stored object differs")
+	}
+	f.proxy.Inject(s3test.Fault{Kind: s3test.CorruptRequest, Method: "PUT", N: 50 << 10, Times: 3})
+	err := f.raw.Put(t.Context(), "obj2", bytes.NewReader(b), int64(len(b)))
+	mustTransient(t, "Put of a body corrupted on every attempt", err)
+	t.Logf("corrupted Put: %v", err)
+	if _, err := f.raw.Stat(t.Context(), "obj2"); !errors.Is(err, store.ErrNotExist) {
+		t.Fatalf("Stat after a corrupted Put: %v; want ErrNotExist", err)
 	}
 }
 

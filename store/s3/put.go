@@ -62,9 +62,13 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 		return s.putError(key, err)
 	}
 	if last {
+		// The whole object is in buf: a transient failure is tried
+		// again from it, whatever kind of reader r was.
 		md5sum := md5Base64(buf[:n])
-		_, err := s.core.PutObject(ctx, s.bucket, obj, bytes.NewReader(buf[:n]), int64(n), md5sum, "", s.putOptions())
-		return translateError("put", s.loc(key), err)
+		return s.withRetries(ctx, func() error {
+			_, err := s.core.PutObject(ctx, s.bucket, obj, bytes.NewReader(buf[:n]), int64(n), md5sum, "", s.putOptions())
+			return translateError("put", s.loc(key), err)
+		})
 	}
 	return s.putMultipart(ctx, key, obj, src, buf, n)
 }
@@ -80,9 +84,14 @@ func (s *Store) putOptions() minio.PutObjectOptions {
 // parts in flight, and so the memory: at most Connections part buffers
 // beyond each Put's own.
 func (s *Store) putMultipart(ctx context.Context, key, obj string, src *partReader, buf []byte, n int) (err error) {
-	uploadID, err := s.core.NewMultipartUpload(ctx, s.bucket, obj, s.putOptions())
-	if err != nil {
+	var uploadID string
+	err = s.withRetries(ctx, func() error {
+		var err error
+		uploadID, err = s.core.NewMultipartUpload(ctx, s.bucket, obj, s.putOptions())
 		return translateError("put", s.loc(key), err)
+	})
+	if err != nil {
+		return err
 	}
 	defer func() {
 		if err != nil {
@@ -151,8 +160,29 @@ func (s *Store) putMultipart(ctx context.Context, key, obj string, src *partRead
 		return readErr
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
-	_, err = s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, parts, s.putOptions())
-	return translateError("put", s.loc(key), err)
+	return s.withRetries(ctx, func() error {
+		_, err := s.core.CompleteMultipartUpload(ctx, s.bucket, obj, uploadID, parts, s.putOptions())
+		return translateError("put", s.loc(key), err)
+	})
+}
+
+// withRetries runs op up to partAttempts times while it fails transiently.
+func (s *Store) withRetries(ctx context.Context, op func() error) error {
+	wait := partBackoff
+	for attempt := 1; ; attempt++ {
+		err := op()
+		if err == nil || attempt >= partAttempts || ctx.Err() != nil || errors.Is(err, store.ErrPermanent) {
+			return err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return translateError("put", "", ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
 }
 
 // putPart uploads one part, retrying transient failures from the buffer.
