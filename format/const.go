@@ -14,12 +14,14 @@ const (
 	// BlockDigestLen is how many bytes of each block's SHA-256 are kept.
 	BlockDigestLen = 8
 
-	// DefaultChunkSize is the default chunk size, 4 MiB. See the spec's
-	// rationale: big enough that per-chunk costs (a table entry, a zstd
-	// frame, a task hand-off) vanish, small enough that damage is located
-	// to 4 MiB and a pipeline of a few chunks per core stays in cache-sized
-	// memory.
-	DefaultChunkSize = 4 << 20
+	// DefaultChunkSize is the default chunk size, 8 MiB. See the spec's
+	// rationale: each chunk is one independent zstd frame, and at 8 MiB
+	// that costs 0.5% less space than at 4 MiB on a realistic disk (enough
+	// to store no more than the zstd CLI), while per-chunk costs (a table
+	// entry, a frame, a task hand-off) vanish and a pipeline of a few
+	// chunks per core stays small. Damage is still located to the 64 KiB
+	// block by the block digests.
+	DefaultChunkSize = 8 << 20
 	// MinChunkSize and MaxChunkSize bound the chunk size; it must be a power
 	// of two.
 	MinChunkSize = BlockSize

@@ -30,7 +30,7 @@ Take the source out of service (or snapshot it) first, so it does not change whi
 Example:
    seedship capture /dev/sdb1 /mnt/courier/seed`),
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "chunk-size", Value: "4MiB", Usage: "chunk size, a power of two from 64KiB to 64MiB"},
+			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "chunk size, a power of two from 64KiB to 64MiB"},
 			&cli.IntFlag{Name: "level", Value: engine.DefaultLevel, Usage: "zstd level, 1 fastest … 22 smallest, mapped onto klauspost/compress's four strategies (1-2 fastest, 3-5 default, 6-9 better, 10+ best); -1 stores chunks uncompressed"},
 			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes"},
 			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},

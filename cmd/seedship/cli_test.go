@@ -330,11 +330,11 @@ func TestRoundTrip(t *testing.T) {
 	t.Parallel()
 	cases := []roundTrip{
 		{
-			name: "ext4 filesystem", chunk: 4 * mib, fsck: true,
+			name: "ext4 filesystem", chunk: format.DefaultChunkSize, fsck: true,
 			source: makeExt4,
 			check: func(t *testing.T, info imageInfo, data []byte, img string) {
-				if info.Chunks != 16 {
-					t.Errorf("64 MiB at 4 MiB chunks: %d chunks, want 16", info.Chunks)
+				if want := uint64(64 * mib / format.DefaultChunkSize); info.Chunks != want {
+					t.Errorf("64 MiB at default chunks: %d chunks, want %d", info.Chunks, want)
 				}
 			},
 		},
@@ -363,7 +363,7 @@ func TestRoundTrip(t *testing.T) {
 			},
 		},
 		{
-			name: "zero-length source", chunk: 4 * mib,
+			name: "zero-length source", chunk: format.DefaultChunkSize,
 			source: func(t *testing.T, d string) string { return writeFile(t, filepath.Join(d, "empty.img"), nil) },
 			check: func(t *testing.T, info imageInfo, data []byte, img string) {
 				if info.Chunks != 0 || info.Segments != 0 {
@@ -372,7 +372,7 @@ func TestRoundTrip(t *testing.T) {
 			},
 		},
 		{
-			name: "one-byte source", chunk: 4 * mib,
+			name: "one-byte source", chunk: format.DefaultChunkSize,
 			source: func(t *testing.T, d string) string { return writeFile(t, filepath.Join(d, "one.img"), []byte{'x'}) },
 			check: func(t *testing.T, info imageInfo, data []byte, img string) {
 				if info.Chunks != 1 || info.ZeroChunks != 0 || info.Segments != 1 {
@@ -381,7 +381,7 @@ func TestRoundTrip(t *testing.T) {
 			},
 		},
 		{
-			name: "one zero byte", chunk: 4 * mib,
+			name: "one zero byte", chunk: format.DefaultChunkSize,
 			source: func(t *testing.T, d string) string { return writeFile(t, filepath.Join(d, "zero.img"), []byte{0}) },
 			check: func(t *testing.T, info imageInfo, data []byte, img string) {
 				if info.Chunks != 1 || info.ZeroChunks != 1 || info.Segments != 0 {
