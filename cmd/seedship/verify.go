@@ -68,6 +68,7 @@ type verifyJSON struct {
 	OK           bool          `json:"ok"`
 	Repairable   bool          `json:"repairable"`
 	Repaired     []string      `json:"repaired,omitempty"`
+	Lost         []lostJSON    `json:"lost,omitempty"`
 	Stripes      []stripeJSON  `json:"stripes,omitempty"`
 	FoundBefore  int           `json:"found_before_repair,omitempty"`
 	ChunksOK     uint64        `json:"chunks_ok"`
@@ -95,7 +96,7 @@ func stripesJSON(rep *verify.Report) []stripeJSON {
 	for _, s := range rep.Stripes {
 		j := stripeJSON{Stripe: s.Stripe, Damaged: s.Damaged, Rows: s.Rows, LostRows: s.LostRows, Repairable: s.Repairable, LostChunks: s.LostChunks}
 		if s.Err != nil {
-			j.Error = s.Err.Error()
+			j.Error = strings.ReplaceAll(s.Err.Error(), "\n", "; ")
 		}
 		out = append(out, j)
 	}
@@ -154,6 +155,12 @@ func runVerify(c *cli.Context) error {
 	if res.After != nil {
 		out.FoundBefore = len(res.Before.Findings)
 	}
+	if !rep.OK() {
+		for _, i := range rep.LostChunks(m) {
+			off, length := m.ChunkRange(i)
+			out.Lost = append(out.Lost, lostJSON{Chunk: i, Offset: off, Length: length})
+		}
+	}
 	if jerr := p.emitJSON(out); jerr != nil {
 		return jerr
 	}
@@ -166,7 +173,7 @@ func runVerify(c *cli.Context) error {
 			if !s.Repairable {
 				state = fmt.Sprintf("BEYOND REPAIR (%d row(s) lost; chunks %v)", len(s.LostRows), s.LostChunks)
 				if s.Err != nil {
-					state = fmt.Sprintf("BEYOND REPAIR: %v; chunks %v", s.Err, s.LostChunks)
+					state = fmt.Sprintf("BEYOND REPAIR: %s; chunks %v", strings.ReplaceAll(s.Err.Error(), "\n", "; "), s.LostChunks)
 				}
 			}
 			fmt.Fprintf(p.errw, "STRIPE %d: %s damaged, %d row(s) to rebuild: %s\n", s.Stripe, strings.Join(s.Damaged, ", "), s.Rows, state)
