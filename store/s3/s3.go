@@ -182,24 +182,10 @@ func newTransport(cfg Config, secure bool) (*http.Transport, error) {
 // HEAD with an unknown access key with a bare 404, which would read as a
 // missing bucket.
 func (s *Store) check(ctx context.Context) error {
-	// Transient answers (5xx, a reset) are tried again a few times, as
-	// store/retry would; permanent ones (credentials, no bucket) and an
-	// unreachable endpoint end the check at once.
-	wait := partBackoff
-	for attempt := 1; ; attempt++ {
-		err := s.checkOnce(ctx)
-		if err == nil || attempt >= partAttempts || ctx.Err() != nil || errors.Is(err, store.ErrPermanent) {
-			return err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		wait *= 2
-	}
+	// Transient answers (5xx, a reset) are tried again a few times;
+	// permanent ones (credentials, no bucket) and an unreachable
+	// endpoint end the check at once.
+	return s.withRetries(ctx, func() error { return s.checkOnce(ctx) })
 }
 
 func (s *Store) checkOnce(ctx context.Context) error {
