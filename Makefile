@@ -6,6 +6,8 @@ LDFLAGS   := -X main.version=$(VERSION)
 DEMO_DIR  ?= /var/tmp/seedship-demo
 FUZZTIME  ?= 2000x
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
+# Real loop-device tests must run (not skip) where the machine can run them.
+REQUIRE_LOOP := $(shell [ "$$(id -u)" = 0 ] && [ -e /dev/loop-control ] && command -v losetup >/dev/null && echo 1)
 
 .PHONY: all build test test-core test-race s3server bench demo lint fuzz clean
 
@@ -17,7 +19,8 @@ build:
 ## test: everything CI runs: deps, the S3 test server, all tests, race pass, fuzz smoke, tidy check.
 test: build
 	./scripts/test-deps.sh
-	SEEDSHIP_TEST_DISALLOW_SKIP=$${SEEDSHIP_TEST_DISALLOW_SKIP:-1} $(GO) test -count=1 -timeout 30m ./...
+	SEEDSHIP_TEST_DISALLOW_SKIP=$${SEEDSHIP_TEST_DISALLOW_SKIP:-1} SEEDSHIP_TEST_REQUIRE_LOOP=$(REQUIRE_LOOP) \
+		$(GO) test -count=1 -timeout 30m ./...
 	$(GO) test -count=1 -race -timeout 30m ./format/... ./verify/... ./engine/... ./store/dir/...
 	$(MAKE) fuzz FUZZTIME=500x
 	$(GO) mod tidy -diff
@@ -40,8 +43,9 @@ lint:
 
 ## fuzz: run every fuzz target for a fixed count.
 fuzz:
-	@for t in $$($(GO) test -list '^Fuzz' ./format/ | grep ^Fuzz); do \
-		echo "fuzz $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./format/ || exit 1; done
+	@for p in ./format/ ./verify/ ./device/; do \
+		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
+			echo "fuzz $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 
 clean:
 	rm -rf bin

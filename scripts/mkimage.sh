@@ -15,7 +15,7 @@
 # next to OUT and removed on exit; it needs about SIZE_MIB/2 MiB free there.
 # Needs mkfs.ext4 and debugfs (e2fsprogs >= 1.43, for -d), openssl, awk and
 # coreutils; root is not required. Takes about 3 s for 64 MiB, 25 s for
-# 1 GiB and 2-3 minutes for 4 GiB on a small VM.
+# 1 GiB and about a minute for 4 GiB on a small VM.
 set -euo pipefail
 
 usage() { echo "usage: $0 OUT SIZE_MIB [SEED]" >&2; exit 2; }

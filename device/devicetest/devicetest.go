@@ -23,9 +23,13 @@ import (
 	"testing"
 )
 
-// DisallowSkipEnv names the environment variable that turns skips into
-// failures.
-const DisallowSkipEnv = "SEEDSHIP_TEST_DISALLOW_SKIP"
+// DisallowSkipEnv names the environment variable that turns skips of the
+// real loop-device tests into failures. `make test` sets it where root and
+// /dev/loop-control exist, so a broken loop setup cannot pass as a skip;
+// elsewhere the tests skip with a clear message. It is separate from the
+// S3 tests' SEEDSHIP_TEST_DISALLOW_SKIP because loop support depends on the
+// kernel, the S3 server on the project.
+const DisallowSkipEnv = "SEEDSHIP_TEST_REQUIRE_LOOP"
 
 // Skipf skips the test with the formatted message, or fails it when
 // [DisallowSkipEnv] is set to a non-empty value.

@@ -187,7 +187,7 @@ func TestRetryPut(t *testing.T) {
 	if err := f.retry.Put(t.Context(), "obj0", onlyReader{bytes.NewReader(b)}, int64(len(b))); err != nil {
 		t.Fatalf("Put of a plain reader through one 500: %v", err)
 	}
-	f.proxy.FailNext("PUT", 3, 500)
+	f.proxy.FailNext("PUT", 6, 500)
 	err := f.retry.Put(t.Context(), "obj", onlyReader{bytes.NewReader(b)}, int64(len(b)))
 	mustTransient(t, "Put of a plain reader through a 500", err)
 	if _, err := f.raw.Stat(t.Context(), "obj"); !errors.Is(err, store.ErrNotExist) {
@@ -205,7 +205,7 @@ func TestRetryPut(t *testing.T) {
 
 	// The connection dropped in the middle of the request body, on
 	// every attempt: the old object stays.
-	f.proxy.Inject(s3test.Fault{Kind: s3test.DropRequest, Method: "PUT", N: 64 << 10, Times: 3})
+	f.proxy.Inject(s3test.Fault{Kind: s3test.DropRequest, Method: "PUT", N: 64 << 10, Times: 6})
 	b2 := data(200<<10, 4)
 	if err := f.raw.Put(t.Context(), "obj", bytes.NewReader(b2), int64(len(b2))); err == nil {
 		t.Fatal("Put through a dropped connection: no error")
@@ -242,7 +242,7 @@ func TestCorruptUploadRejected(t *testing.T) {
 	if got := readAll(t, f.raw, "obj", 0, -1); !bytes.Equal(got, b) {
 		t.Fatal("stored object differs")
 	}
-	f.proxy.Inject(s3test.Fault{Kind: s3test.CorruptRequest, Method: "PUT", N: 50 << 10, Times: 3})
+	f.proxy.Inject(s3test.Fault{Kind: s3test.CorruptRequest, Method: "PUT", N: 50 << 10, Times: 6})
 	err := f.raw.Put(t.Context(), "obj2", bytes.NewReader(b), int64(len(b)))
 	mustTransient(t, "Put of a body corrupted on every attempt", err)
 	t.Logf("corrupted Put: %v", err)
@@ -275,7 +275,7 @@ func TestMultipartPartRetry(t *testing.T) {
 
 	// A part that keeps failing fails the Put and aborts the upload
 	// (parts upload concurrently, so the faults target one part).
-	f.proxy.Inject(s3test.Fault{Kind: s3test.Status, Method: "PUT", Query: "partNumber=2", Code: 503, Times: 3})
+	f.proxy.Inject(s3test.Fault{Kind: s3test.Status, Method: "PUT", Query: "partNumber=2", Code: 503, Times: 6})
 	err := f.raw.Put(t.Context(), "big2", bytes.NewReader(b), int64(len(b)))
 	mustTransient(t, "Put with a part failing 3 times", err)
 	if _, err := f.raw.Stat(t.Context(), "big2"); !errors.Is(err, store.ErrNotExist) {

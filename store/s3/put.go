@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -18,13 +19,16 @@ import (
 	"github.com/seedship/seedship/store"
 )
 
-// Part uploads are retried this often, from the part's buffer, before the
-// whole Put fails; see Put.
+// Buffered requests (a part, a whole small object, the bucket check) are
+// tried this often, with exponential backoff and jitter as in store/retry,
+// before the whole Put fails: uploads that come through a pipe (capture,
+// copy) cannot be retried by store/retry, so this is their only retry.
 const (
-	partAttempts = 3
-	partBackoff  = 200 * time.Millisecond
-	abortTimeout = 30 * time.Second
-	maxParts     = 10000 // S3's limit on the parts of one upload
+	partAttempts   = 6
+	partBackoff    = 250 * time.Millisecond
+	partMaxBackoff = 10 * time.Second
+	abortTimeout   = 30 * time.Second
+	maxParts       = 10000 // S3's limit on the parts of one upload
 )
 
 // Put stores the bytes of r under key. Objects up to Config.PartSize go in a
@@ -172,41 +176,44 @@ func (s *Store) withRetries(ctx context.Context, op func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := op()
 		if err == nil || attempt >= partAttempts || ctx.Err() != nil || errors.Is(err, store.ErrPermanent) {
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
 			return err
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return translateError("put", "", ctx.Err())
-		case <-t.C:
+		if err := sleepJitter(ctx, wait); err != nil {
+			return translateError("put", "", err)
 		}
-		wait *= 2
+		wait = min(wait*2, partMaxBackoff)
+	}
+}
+
+// sleepJitter waits a random time in [d/2, d), so that parallel uploads
+// retrying together spread out, or until ctx is done.
+func sleepJitter(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d/2 + rand.N(d/2+1))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
 // putPart uploads one part, retrying transient failures from the buffer.
 func (s *Store) putPart(ctx context.Context, key, obj, uploadID string, num int, b []byte) (minio.ObjectPart, error) {
 	opts := minio.PutObjectPartOptions{Md5Base64: md5Base64(b)}
-	wait := partBackoff
-	for attempt := 1; ; attempt++ {
-		part, err := s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, num, bytes.NewReader(b), int64(len(b)), opts)
-		if err == nil {
-			return part, nil
+	var part minio.ObjectPart
+	err := s.withRetries(ctx, func() error {
+		var err error
+		part, err = s.core.PutObjectPart(ctx, s.bucket, obj, uploadID, num, bytes.NewReader(b), int64(len(b)), opts)
+		if err != nil {
+			return translateError("put", s.loc(key), fmt.Errorf("part %d: %w", num, err))
 		}
-		err = translateError("put", s.loc(key), fmt.Errorf("part %d: %w", num, err))
-		if attempt >= partAttempts || ctx.Err() != nil || errors.Is(err, store.ErrPermanent) {
-			return minio.ObjectPart{}, err
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return minio.ObjectPart{}, translateError("put", s.loc(key), ctx.Err())
-		case <-t.C:
-		}
-		wait *= 2
-	}
+		return nil
+	})
+	return part, err
 }
 
 // putError wraps an error of the source reader. A size mismatch is
