@@ -5,7 +5,7 @@
 // with a message saying what is missing when the machine cannot provide the
 // part: not root, no loop support, no mkfs.ext4.
 //
-// Set SEEDSHIP_TEST_DISALLOW_SKIP=1 (CI should, on runners that have them)
+// Set SEEDSHIP_TEST_REQUIRE_LOOP=1 (make test does, on machines that have them)
 // to turn those skips into failures, so a broken runner cannot pass by
 // skipping everything.
 //
