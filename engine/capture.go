@@ -204,7 +204,10 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	meter := NewMeter(size, opts.Progress)
 
 	g, gctx := errgroup.WithContext(ctx)
-	iw, err := format.NewImageWriter(segmentCreator(ctx, dst), imageID, opts.SegmentSize, nchunks)
+	up := newUploader(ctx, dst, store.ConnectionsOf(dst, 2))
+	// However the capture ends, no upload is left running.
+	defer up.wait()
+	iw, err := format.NewImageWriter(up.create, imageID, opts.SegmentSize, nchunks)
 	if err != nil {
 		return nil, err
 	}
@@ -237,17 +240,23 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 		ck = &checkpoint{Format: "seedship-checkpoint", Version: 1, ImageID: hex.EncodeToString(imageID[:]), Source: srcInfo,
 			ChunkSize: opts.ChunkSize, Level: opts.Level, SegmentSize: opts.SegmentSize, Parity: opts.Parity, CaptureStart: start}
 	}
-	// After each stored segment, record how far we got.
+	// After each stored segment, record how far we got: the state is
+	// taken now, and written once the segment (and every one before it)
+	// has arrived.
 	iw.OnSegment(func(sum format.SegmentSummary, chunks uint64) error {
 		state, err := hashState(whole)
 		if err != nil {
 			return err
 		}
-		ck.Segments, ck.Chunks, ck.SHA256State = sum.Number+1, chunks, state
-		if err := writeCheckpoint(ctx, dst, ck); err != nil {
-			return fmt.Errorf("write %s: %w", CheckpointKey, err)
-		}
-		return nil
+		c := *ck
+		c.Segments, c.Chunks, c.SHA256State = sum.Number+1, chunks, state
+		up.afterStored(func() error {
+			if err := writeCheckpoint(ctx, dst, &c); err != nil {
+				return fmt.Errorf("write %s: %w", CheckpointKey, err)
+			}
+			return nil
+		})
+		return up.failed()
 	})
 	resumedAt := min(int64(first)*int64(opts.ChunkSize), size)
 	if _, err := f.Seek(resumedAt, io.SeekStart); err != nil {
@@ -348,6 +357,10 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	if err != nil {
 		return nil, err
 	}
+	// Every segment must be stored before the manifest says so.
+	if err := up.wait(); err != nil {
+		return nil, err
+	}
 	mb, err := m.Marshal()
 	if err != nil {
 		return nil, err
@@ -406,39 +419,4 @@ func sourceOf(path string, info device.Info) format.Source {
 		s.Host = h
 	}
 	return s
-}
-
-// segmentCreator streams each new segment into dst.Put through a pipe; the
-// upload runs in g, and closing the writer waits for the object to be
-// stored. CloseWithError aborts the upload.
-func segmentCreator(ctx context.Context, dst store.Store) format.SegmentCreator {
-	return func(key string) (io.WriteCloser, error) {
-		pr, pw := io.Pipe()
-		done := make(chan error, 1)
-		go func() {
-			err := dst.Put(ctx, key, pr, -1)
-			pr.CloseWithError(err) // unblocks a writer if Put failed early
-			done <- err
-		}()
-		return &segmentWriter{pw: pw, done: done, key: key}, nil
-	}
-}
-
-type segmentWriter struct {
-	pw   *io.PipeWriter
-	done chan error
-	key  string
-}
-
-func (w *segmentWriter) Write(b []byte) (int, error) { return w.pw.Write(b) }
-
-func (w *segmentWriter) Close() error {
-	w.pw.Close()
-	return <-w.done
-}
-
-func (w *segmentWriter) CloseWithError(err error) error {
-	w.pw.CloseWithError(err)
-	<-w.done
-	return nil
 }
