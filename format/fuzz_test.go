@@ -135,3 +135,23 @@ func FuzzSegmentScanner(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParityIndex feeds whole parity segments (seeded from the parity
+// vector) to the parity footer and index parser: whatever it accepts must
+// re-encode to the same bytes.
+func FuzzParityIndex(f *testing.F) {
+	seedFiles(f, "parity/*.par")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		idx, err := ReadParityIndex(bytes.NewReader(b), int64(len(b)), Hash{})
+		if err != nil {
+			return
+		}
+		if len(idx.Data) != idx.K || len(idx.CRC) != idx.K+idx.M {
+			t.Fatalf("accepted an inconsistent index: K=%d M=%d, %d data refs, %d CRC rows", idx.K, idx.M, len(idx.Data), len(idx.CRC))
+		}
+		tr := ParityTrailer(idx, idx.J)
+		if !bytes.Equal(tr, b[len(b)-len(tr):]) {
+			t.Fatal("accepted index does not re-encode to the bytes it came from")
+		}
+	})
+}
