@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/md5"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"maps"
 	"net"
@@ -286,14 +287,14 @@ func s3FlipChunk(t *testing.T, img string, m *format.Manifest, i uint64) {
 }
 
 // ---------------------------------------------------------------------------
-// A recording proxy: counts part uploads in flight and checks the
-// Content-MD5 of every PUT against its body.
+// A recording proxy: counts part uploads in flight and checks the S3
+// checksum header (x-amz-checksum-crc32c) of every PUT against its body.
 
 type s3PutRecord struct {
 	path, query string
 	bytes       int
-	md5         string // the Content-MD5 header
-	md5OK       bool   // it matches the (decoded) body
+	sum         string // the x-amz-checksum-crc32c header
+	sumOK       bool   // it matches the (decoded) body
 }
 
 type s3Recorder struct {
@@ -336,9 +337,10 @@ func (r *s3Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		if strings.HasPrefix(req.Header.Get("X-Amz-Content-Sha256"), "STREAMING-") {
 			payload = s3DecodeChunked(body)
 		}
-		sum := md5.Sum(payload)
-		rec := s3PutRecord{path: req.URL.Path, query: req.URL.RawQuery, bytes: len(payload), md5: req.Header.Get("Content-Md5")}
-		rec.md5OK = rec.md5 == base64.StdEncoding.EncodeToString(sum[:])
+		var sum [4]byte
+		binary.BigEndian.PutUint32(sum[:], crc32.Checksum(payload, crc32.MakeTable(crc32.Castagnoli)))
+		rec := s3PutRecord{path: req.URL.Path, query: req.URL.RawQuery, bytes: len(payload), sum: req.Header.Get("X-Amz-Checksum-Crc32c")}
+		rec.sumOK = rec.sum == base64.StdEncoding.EncodeToString(sum[:])
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.ContentLength = int64(len(body))
 		part := req.URL.Query().Has("partNumber")
@@ -363,16 +365,17 @@ func (r *s3Recorder) records() ([]s3PutRecord, int) {
 	return slices.Clone(r.puts), r.max
 }
 
-// checkMD5 fails unless every PUT with a body carried a correct Content-MD5.
-func (r *s3Recorder) checkMD5(t *testing.T) []s3PutRecord {
+// checkSums fails unless every PUT with a body carried a correct CRC-32C
+// checksum header, which the server verifies before storing.
+func (r *s3Recorder) checkSums(t *testing.T) []s3PutRecord {
 	t.Helper()
 	puts, _ := r.records()
 	if len(puts) == 0 {
 		t.Fatal("the recording proxy saw no PUT")
 	}
 	for _, p := range puts {
-		if p.bytes > 0 && !p.md5OK {
-			t.Errorf("PUT %s?%s (%d bytes): Content-MD5 %q is missing or does not match the body", p.path, p.query, p.bytes, p.md5)
+		if p.bytes > 0 && !p.sumOK {
+			t.Errorf("PUT %s?%s (%d bytes): x-amz-checksum-crc32c %q is missing or does not match the body", p.path, p.query, p.bytes, p.sum)
 		}
 	}
 	return puts
@@ -408,7 +411,7 @@ func s3DecodeChunked(b []byte) []byte {
 // --device and restore straight from the bucket; the restored file equals
 // the source (cmp), the bucket holds exactly the keys and sizes that the
 // same capture writes into a directory, every PUT carries a correct
-// Content-MD5, and nothing is staged in a local temporary directory.
+// CRC-32C checksum header, and nothing is staged in a local temporary directory.
 func TestS3RoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -440,7 +443,7 @@ func TestS3RoundTrip(t *testing.T) {
 			if c.Dest != url {
 				t.Errorf("capture --json dest %q, want %q", c.Dest, url)
 			}
-			puts := rec.checkMD5(t)
+			puts := rec.checkSums(t)
 			if len(puts) < c.Segments+1 {
 				t.Errorf("the proxy saw %d PUTs, want at least one per segment (%d) and the manifest", len(puts), c.Segments)
 			}
@@ -525,7 +528,7 @@ func TestS3CaptureParallelParts(t *testing.T) {
 			if !tc.ok(maxInflight) {
 				t.Errorf("--jobs %s: %d part uploads in flight at most, want %s", tc.jobs, maxInflight, tc.want)
 			}
-			rec.checkMD5(t)
+			rec.checkSums(t)
 			if tc.jobs == "4" {
 				s3Restore(t, url, src)
 			}
@@ -582,7 +585,7 @@ func TestS3Faults(t *testing.T) {
 		s3Restore(t, e.url("cap-drop"), src)
 	})
 	t.Run("capture body corrupted in transit", func(t *testing.T) {
-		// The server must refuse the damaged body (Content-MD5, or the
+		// The server must refuse the damaged body (its CRC-32C, or the
 		// chunk signature), and the upload must be sent again.
 		s3FaultImage(t, e, src, "cap-corrupt", proxy,
 			s3test.Fault{Kind: s3test.CorruptRequest, Method: "PUT", Path: "data/00000002.seg", N: 200 * kib},
