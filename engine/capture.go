@@ -223,6 +223,13 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	whole := sha256.New()
 	first := uint64(0)
 	if ck != nil {
+		// Leftovers of the interrupted run (temporary files, incomplete
+		// multipart uploads) take space and are never used again.
+		if c, ok := store.AsCleaner(dst); ok {
+			if err := c.RemoveIncomplete(ctx); err != nil {
+				return nil, fmt.Errorf("remove the interrupted capture's incomplete uploads from %s: %w", dst, err)
+			}
+		}
 		rs, err := resumeState(ctx, dst, ck, imageID)
 		if err != nil {
 			return nil, err

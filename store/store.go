@@ -106,3 +106,33 @@ func (r readerAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, err
 }
+
+// Cleaner is an optional ability: removing what the unfinished writes of
+// a process that died left behind (temporary files of a directory store,
+// incomplete multipart uploads of an object store). Such leftovers are
+// never visible as objects; cleaning only frees their space. Call it only
+// while nothing else writes to the store.
+type Cleaner interface {
+	RemoveIncomplete(ctx context.Context) error
+}
+
+// Unwrapper is implemented by wrappers (retry, rate limit) to reach the
+// store they wrap.
+type Unwrapper interface {
+	Unwrap() Store
+}
+
+// AsCleaner finds a Cleaner in s or the stores it wraps.
+func AsCleaner(s Store) (Cleaner, bool) {
+	for s != nil {
+		if c, ok := s.(Cleaner); ok {
+			return c, true
+		}
+		u, ok := s.(Unwrapper)
+		if !ok {
+			return nil, false
+		}
+		s = u.Unwrap()
+	}
+	return nil, false
+}

@@ -803,6 +803,13 @@ func TestS3KillAndResume(t *testing.T) {
 	if e.exists(t, prefix, engine.CheckpointKey) {
 		t.Errorf("%s left after the resumed capture finished", engine.CheckpointKey)
 	}
+	// The killed run's unfinished multipart uploads were aborted.
+	for u := range e.mc.ListIncompleteUploads(t.Context(), e.bucket, prefix, true) {
+		if u.Err != nil {
+			t.Fatal(u.Err)
+		}
+		t.Errorf("incomplete upload of %s left after resume", u.Key)
+	}
 	chunks := uint64((len(data) + s3Chunk - 1) / s3Chunk)
 	s3Verify(t, url, chunks)
 	s3Restore(t, url, src)

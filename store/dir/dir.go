@@ -579,3 +579,7 @@ func (r *objectReader) Read(p []byte) (int, error) {
 }
 
 func (r *objectReader) Close() error { return r.f.Close() }
+
+// RemoveIncomplete implements store.Cleaner: it removes stale temporary
+// files (see RemoveTemps).
+func (s *Store) RemoveIncomplete(ctx context.Context) error { return s.RemoveTemps(ctx) }

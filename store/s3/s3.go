@@ -473,3 +473,19 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	return err
 }
+
+// RemoveIncomplete implements store.Cleaner: it aborts the incomplete
+// multipart uploads under the store's prefix, which a killed process
+// leaves behind (invisible, but billed until aborted).
+func (s *Store) RemoveIncomplete(ctx context.Context) error {
+	var errs []error
+	for u := range s.core.Client.ListIncompleteUploads(ctx, s.bucket, s.prefix, true) {
+		if u.Err != nil {
+			return translateError("list uploads", s.cfg.String(), u.Err)
+		}
+		if err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID); err != nil {
+			errs = append(errs, translateError("abort upload", s.loc(strings.TrimPrefix(u.Key, s.prefix)), err))
+		}
+	}
+	return errors.Join(errs...)
+}
