@@ -131,7 +131,14 @@ type Source struct {
 
 // OpenSource opens path for capture: a block device or a regular file
 // that this process can read. Errors wrap ErrBadInput.
-func OpenSource(path string) (*Source, error) {
+func OpenSource(path string) (*Source, error) { return OpenSourceWith(path, false) }
+
+// OpenSourceWith is OpenSource that, unless allowInUse, also refuses a
+// block device that is mounted or otherwise in use: a live filesystem
+// changes while it is read, and the seed would not be a consistent image
+// of any moment. Take the mirror out of service first, as the vendors'
+// procedures say, or capture a snapshot.
+func OpenSourceWith(path string, allowInUse bool) (*Source, error) {
 	// The manifest records an absolute path, so that restore can recognise
 	// the source from any working directory.
 	if abs, err := filepath.Abs(path); err == nil {
@@ -140,6 +147,13 @@ func OpenSource(path string) (*Source, error) {
 	info, err := device.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: source %s: %w", ErrBadInput, path, err)
+	}
+	if info.IsBlock && !allowInUse {
+		var inUse *device.InUseError
+		if err := device.CheckWritable(path); errors.As(err, &inUse) {
+			return nil, fmt.Errorf("%w: source %s %s: a live device changes while it is read; take it out of service (%s), capture a snapshot, or pass --allow-in-use",
+				ErrBadInput, path, inUse.Reason, inUse.Fix)
+		}
 	}
 	f, err := os.Open(path)
 	if err != nil {

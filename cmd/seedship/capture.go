@@ -25,7 +25,8 @@ writes a seed image into DEST, a directory that must be absent or empty. Every 6
 hashed, all-zero chunks are recorded but not stored, and the rest is zstd-compressed. The
 manifest is written last: an interrupted capture never looks like a complete image.
 
-Take the source out of service (or snapshot it) first, so it does not change while it is read.
+Take the source out of service (or snapshot it) first, so it does not change while it is read:
+a block device that is mounted or in use is refused unless --allow-in-use is given.
 
 Example:
    seedship capture /dev/sdb1 /mnt/courier/seed`),
@@ -34,6 +35,7 @@ Example:
 			&cli.IntFlag{Name: "level", Value: engine.DefaultLevel, Usage: "zstd level, 1 fastest … 22 smallest, mapped onto klauspost/compress's four strategies (1-2 fastest, 3-5 default, 6-9 better, 10+ best); -1 stores chunks uncompressed"},
 			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes"},
 			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},
+			&cli.BoolFlag{Name: "allow-in-use", Usage: "capture a block device even though it is mounted or in use (the image may then be inconsistent)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped"},
 			&cli.IntFlag{Name: "workers", Usage: "hash/compress workers (default: number of CPUs)"},
 		}, append(s3Flags(), outputFlags()...)...),
@@ -108,7 +110,7 @@ func runCapture(c *cli.Context) error {
 			return err
 		}
 	}
-	src, err := engine.OpenSource(args[0])
+	src, err := engine.OpenSourceWith(args[0], c.Bool("allow-in-use"))
 	if err != nil {
 		return err
 	}

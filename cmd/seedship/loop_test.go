@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -135,6 +136,17 @@ func TestLoopDevices(t *testing.T) {
 		if string(readFile(t, marker)) != "live data" {
 			t.Errorf("file on the mounted filesystem changed")
 		}
+
+		// Capturing a mounted device is refused too (the filesystem
+		// changes while it is read), and nothing is created; the
+		// operator can insist.
+		dest := filepath.Join(t.TempDir(), "live-seed")
+		r = expect(t, exitUsage, "capture", dev, dest)
+		oneLineError(t, r, dev, mnt, "--allow-in-use")
+		if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a refused capture created %s", dest)
+		}
+		expect(t, exitOK, "capture", "--quiet", "--allow-in-use", dev, dest)
 	})
 
 	t.Run("capture from a device, restore onto it", func(t *testing.T) {
