@@ -30,6 +30,11 @@ const (
 	// DefaultSegmentSize is the size after which a data segment is closed
 	// and a new one begun: 1 GiB keeps a 4 TiB device under ~4,100 objects.
 	DefaultSegmentSize = 1 << 30
+	// MaxFramesPerSegment also closes a segment: with chunks that compress
+	// to a few bytes, the segment size alone would let one segment (and
+	// its index, built in memory) grow with the device. 4096 frames of
+	// 8 MiB chunks index 32 GiB in about 4.4 MB.
+	MaxFramesPerSegment = 4096
 	// MinSegmentSize bounds --segment-size from below (small segments are for
 	// tests and test vectors; real images use the defaults).
 	MinSegmentSize = 64 << 10

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -273,5 +274,34 @@ func TestSegmentIndexReadAt(t *testing.T) {
 		if len(e.Blocks) != 16 {
 			t.Fatalf("blocks %d", len(e.Blocks))
 		}
+	}
+}
+
+// TestSegmentFrameLimit checks that chunks compressing to a few bytes do
+// not pile up in one segment: a segment closes at MaxFramesPerSegment
+// frames, so its in-memory index stays bounded whatever the device size.
+func TestSegmentFrameLimit(t *testing.T) {
+	codec, _ := NewChunkCodec(3, 1, MinChunkSize)
+	defer codec.Close()
+	segs := memSegments{}
+	w, err := NewImageWriter(segs.create, [16]byte{1}, 1<<30, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := bytes.Repeat([]byte("a very compressible chunk "), MinChunkSize/26+1)[:MinChunkSize]
+	blocks := make([]BlockDigest, 1)
+	n := MaxFramesPerSegment + 10
+	for range n {
+		ec := codec.Encode(raw, nil, blocks)
+		if err := w.Add(&ec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := w.Finish(Header{Size: int64(n) * MinChunkSize, ChunkSize: MinChunkSize, SHA256: strings.Repeat("0", 64)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Segments) != 2 || m.Segments[0].Frames != MaxFramesPerSegment || m.Segments[1].Frames != 10 {
+		t.Fatalf("segments %+v; want %d frames, then 10", m.Segments, MaxFramesPerSegment)
 	}
 }

@@ -36,6 +36,7 @@ type ImageWriter struct {
 	parity      []SegmentSummary
 	parityBytes int64
 	pending     bool // the stripe encoder holds shards not yet flushed
+	reserved    bool // the stripe encoder's buffers are sized
 	onSegment   func(SegmentSummary, uint64) error
 	next        uint32
 	err         error
@@ -65,8 +66,6 @@ func (w *ImageWriter) SetParity(g Geometry, write func(*ParitySegment) error) er
 	if w.next != 0 || w.cur != nil {
 		return fmt.Errorf("format: SetParity after the first segment")
 	}
-	// A shard is the segment size plus at most one frame and its index.
-	enc.Reserve(w.segmentSize + MaxChunkSize/16 + 1<<20)
 	w.geo, w.enc, w.writeParity = g, enc, write
 	return nil
 }
@@ -85,6 +84,16 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 		w.chunks = append(w.chunks, ChunkEntry{Hash: ec.Hash, Kind: KindZero})
 		w.zeros++
 		return nil
+	}
+	if w.enc != nil && !w.reserved {
+		// A shard is at most the segment size, one more frame, the
+		// index of its frames and the footer: size the parity buffers
+		// once, so they are never regrown (and the old ones left to
+		// the collector) while a stripe streams by.
+		frame := int64(FrameHeaderSize + ec.RawLen)
+		entry := int64(indexEntryFixed + NumBlocks(ec.RawLen)*BlockDigestLen)
+		w.enc.Reserve(w.segmentSize + frame + MaxFramesPerSegment*entry + FooterSize)
+		w.reserved = true
 	}
 	if w.cur == nil {
 		key := SegmentKey(w.next)
@@ -114,7 +123,10 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 	}
 	w.chunks = append(w.chunks, ChunkEntry{Hash: ec.Hash, Offset: off, Segment: w.cur.number,
 		PayloadLen: uint32(len(ec.Payload)), Kind: KindStored, Codec: ec.Codec})
-	if w.cur.Size() >= w.segmentSize {
+	// A segment closes at the segment size, or at MaxFramesPerSegment
+	// frames, so that its index (held in memory until it is written)
+	// stays small however well the chunks compress.
+	if w.cur.Size() >= w.segmentSize || w.cur.frames >= MaxFramesPerSegment {
 		w.err = w.closeSegment()
 	}
 	return w.err

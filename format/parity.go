@@ -187,7 +187,9 @@ func (e *StripeEncoder) Reserve(n int64) {
 	n = (n + int64(e.geo.RowSize) - 1) / int64(e.geo.RowSize) * int64(e.geo.RowSize)
 	for j := range e.parity {
 		if int64(cap(e.parity[j])) < n {
-			e.parity[j] = make([]byte, 0, n)
+			b := make([]byte, len(e.parity[j]), n)
+			copy(b, e.parity[j]) // a resumed stripe's parity so far
+			e.parity[j] = b
 		}
 	}
 }

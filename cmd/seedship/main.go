@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 
@@ -34,7 +35,17 @@ const (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
+// memoryLimit is the soft limit given to the Go runtime (unless GOMEMLIMIT
+// says otherwise). Every buffer is bounded (about 280 MiB live at most,
+// for a parity capture), but by default the collector lets the heap grow
+// to twice what is live; the limit makes it collect sooner instead, so the
+// process stays under 512 MiB whatever the device size.
+const memoryLimit = 400 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// SEEDSHIP_CPUPROFILE=FILE writes a CPU profile, for performance work.
 	if p := os.Getenv("SEEDSHIP_CPUPROFILE"); p != "" {
