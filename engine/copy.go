@@ -145,13 +145,7 @@ func copySegment(ctx context.Context, src, dst store.Store, m *format.Manifest, 
 		return err
 	}
 	defer rc.Close()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := dst.Put(ctx, key, pr, sum.Size)
-		pr.CloseWithError(err)
-		done <- err
-	}()
+	pw := store.PutPipe(ctx, dst, key, sum.Size)
 	tee := io.TeeReader(&countingReader{r: rc, meter: meter}, pw)
 	var verr error
 	if parity {
@@ -166,15 +160,13 @@ func copySegment(ctx context.Context, src, dst store.Store, m *format.Manifest, 
 	}
 	if verr != nil {
 		pw.CloseWithError(verr)
-		<-done
 		var ce *format.ChunkError
 		if errors.As(verr, &ce) || errors.Is(verr, format.ErrCorrupt) || errors.Is(verr, format.ErrMissing) || errors.Is(verr, format.ErrChecksum) {
 			return fmt.Errorf("%w: %v", errSegmentDamaged, verr)
 		}
 		return verr
 	}
-	pw.Close()
-	return <-done
+	return pw.Close()
 }
 
 type countingReader struct {

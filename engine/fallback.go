@@ -172,18 +172,10 @@ func patchFrames(ctx context.Context, st, fb store.Store, m *format.Manifest, ke
 	if err := add(st, pos, sum.Size-pos); err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		err := st.Put(ctx, key, pr, sum.Size)
-		pr.CloseWithError(err)
-		done <- err
-	}()
+	pw := store.PutPipe(ctx, st, key, sum.Size)
 	if err := verifyDataStream(io.TeeReader(io.MultiReader(readers...), pw), m, sum); err != nil {
 		pw.CloseWithError(err)
-		<-done
 		return fmt.Errorf("%w: %v", errSegmentDamaged, err)
 	}
-	pw.Close()
-	return <-done
+	return pw.Close()
 }

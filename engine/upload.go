@@ -33,7 +33,7 @@ type uploader struct {
 // before it.
 type commitItem struct {
 	key   string
-	res   chan error
+	pw    *store.PipeWriter // ended; Wait gives the upload's result
 	after func() error
 }
 
@@ -56,14 +56,7 @@ func (u *uploader) create(key string) (io.WriteCloser, error) {
 	case <-u.ctx.Done():
 		return nil, u.ctx.Err()
 	}
-	pr, pw := io.Pipe()
-	res := make(chan error, 1)
-	go func() {
-		err := u.dst.Put(u.ctx, key, pr, -1)
-		pr.CloseWithError(err) // unblocks the writer if Put failed early
-		res <- err
-	}()
-	return &segmentWriter{u: u, key: key, res: res, pw: pw}, nil
+	return &segmentWriter{u: u, key: key, pw: store.PutPipe(u.ctx, u.dst, key, -1)}, nil
 }
 
 // afterStored runs fn once every segment closed so far is stored.
@@ -87,8 +80,8 @@ func (u *uploader) fail(err error) {
 func (u *uploader) commit() {
 	defer close(u.done)
 	for it := range u.todo {
-		if it.res != nil {
-			err := <-it.res
+		if it.pw != nil {
+			err := it.pw.Wait()
 			<-u.slot
 			if err != nil {
 				u.fail(fmt.Errorf("store %s: %w", it.key, err))
@@ -116,8 +109,7 @@ func (u *uploader) wait() error {
 type segmentWriter struct {
 	u   *uploader
 	key string
-	res chan error
-	pw  *io.PipeWriter
+	pw  *store.PipeWriter
 }
 
 func (w *segmentWriter) Write(b []byte) (int, error) { return w.pw.Write(b) }
@@ -126,8 +118,8 @@ func (w *segmentWriter) Write(b []byte) (int, error) { return w.pw.Write(b) }
 // does not wait for the upload. It reports an earlier upload's failure,
 // so that the pipeline stops at the next segment boundary.
 func (w *segmentWriter) Close() error {
-	w.pw.Close()
-	w.u.todo <- commitItem{key: w.key, res: w.res}
+	w.pw.End()
+	w.u.todo <- commitItem{key: w.key, pw: w.pw}
 	return w.u.failed()
 }
 
@@ -135,7 +127,6 @@ func (w *segmentWriter) Close() error {
 // nothing.
 func (w *segmentWriter) CloseWithError(err error) error {
 	w.pw.CloseWithError(err)
-	<-w.res
 	<-w.u.slot
 	return nil
 }

@@ -136,14 +136,17 @@ func (m *Manifest) ImageID() ([16]byte, error) {
 }
 
 // Segment returns the summary of data segment n.
-func (m *Manifest) Segment(n uint32) (SegmentSummary, bool) {
-	i, ok := slices.BinarySearchFunc(m.Segments, n, func(s SegmentSummary, n uint32) int {
+func (m *Manifest) Segment(n uint32) (SegmentSummary, bool) { return findSegment(m.Segments, n) }
+
+// findSegment looks n up in a table sorted by segment number.
+func findSegment(table []SegmentSummary, n uint32) (SegmentSummary, bool) {
+	i, ok := slices.BinarySearchFunc(table, n, func(s SegmentSummary, n uint32) int {
 		return int(int64(s.Number) - int64(n))
 	})
 	if !ok {
 		return SegmentSummary{}, false
 	}
-	return m.Segments[i], true
+	return table[i], true
 }
 
 // Encode writes the manifest to w and sets m.Hash.
@@ -430,15 +433,7 @@ func (m *Manifest) Stripes() int {
 }
 
 // ParitySegment returns the summary of parity segment n.
-func (m *Manifest) ParitySegment(n uint32) (SegmentSummary, bool) {
-	i, ok := slices.BinarySearchFunc(m.Parity, n, func(s SegmentSummary, n uint32) int {
-		return int(int64(s.Number) - int64(n))
-	})
-	if !ok {
-		return SegmentSummary{}, false
-	}
-	return m.Parity[i], true
-}
+func (m *Manifest) ParitySegment(n uint32) (SegmentSummary, bool) { return findSegment(m.Parity, n) }
 
 func (m *Manifest) validateParity() error {
 	h := &m.Header

@@ -136,3 +136,48 @@ func AsCleaner(s Store) (Cleaner, bool) {
 	}
 	return nil, false
 }
+
+// PipeWriter streams bytes into a Put running in its own goroutine, for
+// writers (segment encoders, verifying copies) that produce an object
+// front to back. The object appears only if Close succeeds.
+type PipeWriter struct {
+	pw   *io.PipeWriter
+	done chan error
+}
+
+// PutPipe starts s.Put(ctx, key, …, size) fed by the returned writer.
+func PutPipe(ctx context.Context, s Store, key string, size int64) *PipeWriter {
+	pr, pw := io.Pipe()
+	w := &PipeWriter{pw: pw, done: make(chan error, 1)}
+	go func() {
+		err := s.Put(ctx, key, pr, size)
+		pr.CloseWithError(err) // unblocks the writer if Put failed early
+		w.done <- err
+	}()
+	return w
+}
+
+// Write passes b to the Put; it fails once the Put has failed.
+func (w *PipeWriter) Write(b []byte) (int, error) { return w.pw.Write(b) }
+
+// Close ends the object and waits for the Put's result.
+func (w *PipeWriter) Close() error {
+	w.End()
+	return w.Wait()
+}
+
+// End ends the object without waiting for the Put; Wait collects its
+// result. It lets a writer go on with the next object while this one's
+// last bytes are still being sent.
+func (w *PipeWriter) End() { w.pw.Close() }
+
+// Wait waits for the Put's result; call it once, after End.
+func (w *PipeWriter) Wait() error { return <-w.done }
+
+// CloseWithError abandons the object: the Put fails with err and stores
+// nothing. It waits for the Put to end and returns nil.
+func (w *PipeWriter) CloseWithError(err error) error {
+	w.pw.CloseWithError(err)
+	<-w.done
+	return nil
+}

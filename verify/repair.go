@@ -13,21 +13,13 @@ import (
 // shardWriter streams one rebuilt segment into the store.
 type shardWriter struct {
 	key  string
-	pw   *io.PipeWriter
-	done chan error
+	pw   *store.PipeWriter
 	size int64 // bytes of shard to write (data: segment size; parity: rows)
 	off  int64
 }
 
 func startShard(ctx context.Context, st store.Store, key string, size, total int64) *shardWriter {
-	pr, pw := io.Pipe()
-	w := &shardWriter{key: key, pw: pw, done: make(chan error, 1), size: size}
-	go func() {
-		err := st.Put(ctx, key, pr, total)
-		pr.CloseWithError(err)
-		w.done <- err
-	}()
-	return w
+	return &shardWriter{key: key, pw: store.PutPipe(ctx, st, key, total), size: size}
 }
 
 func (w *shardWriter) row(b []byte) error {
@@ -43,17 +35,12 @@ func (w *shardWriter) row(b []byte) error {
 func (w *shardWriter) finish(tail []byte) error {
 	if _, err := w.pw.Write(tail); err != nil {
 		w.pw.CloseWithError(err)
-		<-w.done
 		return err
 	}
-	w.pw.Close()
-	return <-w.done
+	return w.pw.Close()
 }
 
-func (w *shardWriter) abort(err error) {
-	w.pw.CloseWithError(err)
-	<-w.done
-}
+func (w *shardWriter) abort(err error) { w.pw.CloseWithError(err) }
 
 // Repair rewrites, atomically, every segment that findings report damaged
 // or missing, rebuilding it from its stripe's parity: each surviving
