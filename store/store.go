@@ -13,6 +13,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"time"
@@ -26,6 +27,21 @@ var ErrNotExist = fs.ErrNotExist
 // missing bucket, access denied, no space left. Callers test it with
 // errors.Is; the CLI maps it to exit code 2 before reading any source data.
 var ErrPermanent = errors.New("store: permanent failure")
+
+// ErrNotRegular is returned (wrapped, with the path or key) when an object of
+// an image is not a regular file: a FIFO, a device, a symlink or a directory
+// where a file should be. Stores refuse to open such things, so that a
+// crafted image can neither hang a reader nor lead a writer outside it.
+// Readers treat it as damage of that one object.
+var ErrNotRegular = errors.New("store: not a regular file")
+
+// ErrLocked is returned (wrapped, naming the holder) by [Lock] when another
+// writer holds the image's lock.
+var ErrLocked = errors.New("store: locked by another writer")
+
+// ErrNoLock is returned (wrapped) by [Lock] when the store cannot hold a
+// writer lock (an object store without conditional writes).
+var ErrNoLock = errors.New("store: cannot hold a writer lock here")
 
 // Info describes one stored object.
 type Info struct {
@@ -120,6 +136,34 @@ type Cleaner interface {
 // store they wrap.
 type Unwrapper interface {
 	Unwrap() Store
+}
+
+// Locker is an optional ability: an exclusive writer lock on the image a
+// store holds, so that two captures, copies or repairs never write one image
+// at once. A lock whose holder died is released (a directory's flock) or
+// expires (an object store's lease) by itself.
+type Locker interface {
+	// Lock takes the lock for owner, a one-line description of the writer
+	// (command, host, pid) that a refused writer's error names. It fails
+	// with an error wrapping ErrLocked while another writer holds it. The
+	// returned unlock releases it; call it once.
+	Lock(ctx context.Context, owner string) (unlock func(context.Context) error, err error)
+}
+
+// Lock takes the writer lock of s, finding a [Locker] in s or the stores
+// it wraps. Without one it returns an error wrapping ErrNoLock.
+func Lock(ctx context.Context, s Store, owner string) (func(context.Context) error, error) {
+	for x := s; x != nil; {
+		if l, ok := x.(Locker); ok {
+			return l.Lock(ctx, owner)
+		}
+		u, ok := x.(Unwrapper)
+		if !ok {
+			break
+		}
+		x = u.Unwrap()
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoLock, s)
 }
 
 // AsCleaner finds a Cleaner in s or the stores it wraps.
