@@ -24,9 +24,20 @@ import (
 var ErrNotExist = fs.ErrNotExist
 
 // ErrPermanent marks failures that retrying cannot fix: bad credentials, a
-// missing bucket, access denied, no space left. Callers test it with
-// errors.Is; the CLI maps it to exit code 2 before reading any source data.
+// missing bucket, access denied, a read-only file system. Callers test it
+// with errors.Is; the CLI maps it to exit code 2 before reading any source
+// data. A full destination is not one of them: see [ErrNoSpace].
 var ErrPermanent = errors.New("store: permanent failure")
+
+// ErrNoSpace is returned (wrapped, with the path or key) when the place is
+// full: no space left on the device, a disk quota exceeded, an object
+// store's storage full. Retrying at once cannot fix it, so store/retry does
+// not retry it, but it is not bad input either: it does not match
+// [ErrPermanent], because it usually strikes after objects were written,
+// and the work so far can be resumed once space is freed (the engine
+// classifies it as resumable partial work, exit code 1). Test it with
+// errors.Is before ErrPermanent, or with [IsFinal] for "do not retry".
+var ErrNoSpace = errors.New("store: no space left")
 
 // ErrNotRegular is returned (wrapped, with the path or key) when an object of
 // an image is not a regular file: a FIFO, a device, a symlink or a directory
@@ -42,6 +53,13 @@ var ErrLocked = errors.New("store: locked by another writer")
 // ErrNoLock is returned (wrapped) by [Lock] when the store cannot hold a
 // writer lock (an object store without conditional writes).
 var ErrNoLock = errors.New("store: cannot hold a writer lock here")
+
+// LockKey is the reserved key at the root of an image under which a store
+// that keeps its writer lock as a file or an object (store/dir, store/s3)
+// keeps it. It is not part of the image: List never reports it, and Put,
+// Get, Stat and Delete refuse it, so the lock never makes a destination
+// look non-empty and is never copied or verified as an image file.
+const LockKey = ".seedship.lock"
 
 // Info describes one stored object.
 type Info struct {
@@ -95,8 +113,14 @@ func ConnectionsOf(s Store, def int) int {
 	return def
 }
 
-// IsPermanent reports whether err is a failure that retrying cannot fix.
+// IsPermanent reports whether err is a failure that retrying cannot fix
+// and that calls for a change of input (credentials, bucket, path). It is
+// false for [ErrNoSpace]; see [IsFinal].
 func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// IsFinal reports whether retrying the failed call at once is pointless:
+// err matches [ErrPermanent] or [ErrNoSpace].
+func IsFinal(err error) bool { return errors.Is(err, ErrPermanent) || errors.Is(err, ErrNoSpace) }
 
 // ReaderAt adapts key in s to io.ReaderAt with one ranged Get per call. A
 // read past the end of the object returns io.ErrUnexpectedEOF.
@@ -222,6 +246,6 @@ func (w *PipeWriter) Wait() error { return <-w.done }
 // nothing. It waits for the Put to end and returns nil.
 func (w *PipeWriter) CloseWithError(err error) error {
 	w.pw.CloseWithError(err)
-	<-w.done
+	_ = w.Wait() // the Put's error is err, or its own failure before it
 	return nil
 }

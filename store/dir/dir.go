@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -121,26 +119,27 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (e
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dir: put %s: %w", key, err)
 	}
-	dst := s.path(key)
-	dir := filepath.Dir(dst)
-
-	f, err := createTemp(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if err = s.mkdirs(dir); err == nil {
-			f, err = createTemp(dir)
-		}
+	relDir, base := splitKey(key)
+	d, err := openDir(s.root, relDir, false)
+	if relDir != "" && errors.Is(err, fs.ErrNotExist) {
+		d, err = openDir(s.root, relDir, true)
 	}
 	if err != nil {
 		return fmt.Errorf("dir: put %s: %w", key, classify(err))
 	}
-	tmp := f.Name()
+	defer d.Close()
+
+	f, tmp, err := d.createTemp()
+	if err != nil {
+		return fmt.Errorf("dir: put %s: %w", key, classify(err))
+	}
 	closed := false
 	defer func() {
 		if err != nil {
 			if !closed {
 				_ = f.Close()
 			}
-			_ = os.Remove(tmp)
+			_ = d.remove(tmp)
 		}
 	}()
 
@@ -175,12 +174,12 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (e
 	if err = ctx.Err(); err != nil {
 		return fmt.Errorf("dir: put %s: %w", key, err)
 	}
-	if err = os.Rename(tmp, dst); err != nil {
+	if err = d.rename(tmp, base); err != nil {
 		return fmt.Errorf("dir: put %s: %w", key, classify(err))
 	}
 	// The object is in place; a failed directory sync only weakens its
 	// durability, and the temp file no longer exists to be removed.
-	if err := syncDir(dir); err != nil {
+	if err := d.sync(); err != nil {
 		return fmt.Errorf("dir: put %s: %w", key, classify(err))
 	}
 	return nil
@@ -202,16 +201,8 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("dir: get %s: %w", key, err)
 	}
-	f, err := os.Open(s.path(key))
+	f, fi, err := s.openRegular(key)
 	if err != nil {
-		return nil, fmt.Errorf("dir: get %s: %w", key, classifyRead(err))
-	}
-	fi, err := f.Stat()
-	if err == nil && !fi.Mode().IsRegular() {
-		err = &fs.PathError{Op: "open", Path: f.Name(), Err: fs.ErrNotExist}
-	}
-	if err != nil {
-		_ = f.Close()
 		return nil, fmt.Errorf("dir: get %s: %w", key, classifyRead(err))
 	}
 	if length < 0 {
@@ -234,10 +225,7 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Info{}, fmt.Errorf("dir: stat %s: %w", key, err)
 	}
-	fi, err := os.Stat(s.path(key))
-	if err == nil && !fi.Mode().IsRegular() {
-		err = &fs.PathError{Op: "stat", Path: s.path(key), Err: fs.ErrNotExist}
-	}
+	fi, err := s.lstatRegular(key)
 	if err != nil {
 		return store.Info{}, fmt.Errorf("dir: stat %s: %w", key, classifyRead(err))
 	}
@@ -247,10 +235,13 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 // List calls fn, in the caller's goroutine, for every regular file under the
 // root whose key begins with prefix, in lexical (byte) order of the keys.
 // prefix is a plain string prefix, not necessarily a directory: "data/0000"
-// matches "data/00001.seg". Temporary files and names that are not valid key
-// elements are skipped. The error of fn is returned unchanged and stops the
-// listing. Only the directories that can hold matching keys are read, and a
-// missing directory below the root simply has no keys.
+// matches "data/00001.seg". Temporary files, the lock file ([LockName]),
+// names that are not valid key elements, and anything that is not a regular
+// file or a directory are skipped; symbolic links are neither reported nor
+// followed, so a listing never leaves the root. The error of fn is returned
+// unchanged and stops the listing. Only the directories that can hold
+// matching keys are read, and a missing directory below the root (or a
+// symlink in its place) simply has no keys.
 func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
 	start := ""
 	if i := strings.LastIndexByte(prefix, '/'); i >= 0 {
@@ -259,24 +250,19 @@ func (s *Store) List(ctx context.Context, prefix string, fn func(store.Info) err
 			return nil // no valid key lies below an invalid directory
 		}
 	}
-	err := s.list(ctx, start, prefix, fn)
-	if start != "" && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) {
-		var de *listError
-		if errors.As(err, &de) && de.key == start {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("dir: list %q: %w", prefix, err)
+	}
+	d, err := openDir(s.root, filepath.FromSlash(start), false)
+	if err != nil {
+		if start != "" && (isNotExist(err) || errors.Is(err, store.ErrNotRegular)) {
 			return nil
 		}
+		return fmt.Errorf("dir: list %q: %w", prefix, classify(err))
 	}
-	return err
+	defer d.Close()
+	return s.list(ctx, d, start, prefix, fn)
 }
-
-// listError is a failure to read the directory of key during List.
-type listError struct {
-	key string
-	err error
-}
-
-func (e *listError) Error() string { return "dir: list: " + e.err.Error() }
-func (e *listError) Unwrap() error { return e.err }
 
 type listEntry struct {
 	name string
@@ -284,23 +270,23 @@ type listEntry struct {
 	fi   fs.FileInfo // nil for directories
 }
 
-// list walks the directory of dirKey ("" for the root). Entries are visited in
-// order of their name with "/" appended for directories: every key below
-// directory d starts with d+"/", and sorting siblings that way is exactly the
-// lexical order of the full keys ("a.b" < "a/b" < "a0").
-func (s *Store) list(ctx context.Context, dirKey, prefix string, fn func(store.Info) error) error {
+// list walks d, the directory of dirKey ("" for the root). Entries are
+// visited in order of their name with "/" appended for directories: every
+// key below directory x starts with x+"/", and sorting siblings that way is
+// exactly the lexical order of the full keys ("a.b" < "a/b" < "a0").
+func (s *Store) list(ctx context.Context, d *dirHandle, dirKey, prefix string, fn func(store.Info) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dir: list %q: %w", prefix, err)
 	}
-	des, err := os.ReadDir(s.path(dirKey))
+	des, err := d.readDir()
 	if err != nil {
-		return &listError{key: dirKey, err: classify(err)}
+		return fmt.Errorf("dir: list %q: %w", prefix, classify(err))
 	}
 	ents := make([]listEntry, 0, len(des))
 	for _, de := range des {
 		name := de.Name()
-		if checkElem(name) != nil {
-			continue // temporary files, and names no key can have
+		if checkElem(name) != nil || (dirKey == "" && name == store.LockKey) {
+			continue // temporary files, the lock, and names no key can have
 		}
 		key := joinKey(dirKey, name)
 		switch t := de.Type(); {
@@ -308,18 +294,10 @@ func (s *Store) list(ctx context.Context, dirKey, prefix string, fn func(store.I
 			if strings.HasPrefix(key+"/", prefix) || strings.HasPrefix(prefix, key+"/") {
 				ents = append(ents, listEntry{name: name, dir: true})
 			}
-			continue
-		case !strings.HasPrefix(key, prefix):
-			continue
-		case t.IsRegular(), t&fs.ModeSymlink != 0:
-			var fi fs.FileInfo
-			if t.IsRegular() {
-				fi, err = de.Info()
-			} else {
-				fi, err = os.Stat(filepath.Join(s.path(dirKey), name))
-			}
+		case t.IsRegular() && strings.HasPrefix(key, prefix):
+			fi, err := d.lstat(name)
 			if errors.Is(err, fs.ErrNotExist) {
-				continue // deleted since ReadDir, or a dangling link
+				continue // deleted since ReadDir
 			}
 			if err != nil {
 				return fmt.Errorf("dir: list %s: %w", key, classify(err))
@@ -340,11 +318,15 @@ func (s *Store) list(ctx context.Context, dirKey, prefix string, fn func(store.I
 	for _, e := range ents {
 		key := joinKey(dirKey, e.name)
 		if e.dir {
-			err := s.list(ctx, key, prefix, fn)
-			var le *listError
-			if errors.As(err, &le) && le.key == key && errors.Is(err, fs.ErrNotExist) {
-				continue // removed since we read its parent
+			sub, err := d.openSub(e.name, false)
+			if isNotExist(err) || errors.Is(err, store.ErrNotRegular) {
+				continue // removed, or swapped for a symlink, since ReadDir
 			}
+			if err != nil {
+				return fmt.Errorf("dir: list %q: %w", prefix, classify(err))
+			}
+			err = s.list(ctx, sub, key, prefix, fn)
+			sub.Close()
 			if err != nil {
 				return err
 			}
@@ -361,7 +343,9 @@ func (s *Store) list(ctx context.Context, dirKey, prefix string, fn func(store.I
 }
 
 // Delete removes key. A missing key, or a key that names a directory, is not
-// an error and removes nothing. Emptied parent directories are kept.
+// an error and removes nothing. A symbolic link at key is removed itself;
+// one on the way to key is not followed. Emptied parent directories are
+// kept.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -369,13 +353,17 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dir: delete %s: %w", key, err)
 	}
-	p := s.path(key)
-	fi, err := os.Lstat(p)
-	if err == nil && fi.IsDir() {
-		return nil
-	}
+	relDir, base := splitKey(key)
+	d, err := openDir(s.root, relDir, false)
 	if err == nil {
-		err = os.Remove(p)
+		defer d.Close()
+		var fi fs.FileInfo
+		if fi, err = d.lstat(base); err == nil && fi.IsDir() {
+			return nil
+		}
+		if err == nil {
+			err = d.remove(base)
+		}
 	}
 	if err != nil && !isNotExist(err) {
 		return fmt.Errorf("dir: delete %s: %w", key, classify(err))
@@ -409,46 +397,6 @@ func (s *Store) RemoveTemps(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("dir: remove temps in %s: %w", s.root, classify(err))
-	}
-	return nil
-}
-
-// createTemp creates a new temporary file in dir. Unlike os.CreateTemp it
-// asks for mode 0666, so the finished object gets the usual umask-derived
-// permissions instead of 0600.
-func createTemp(dir string) (*os.File, error) {
-	for range 100 {
-		name := filepath.Join(dir, TempPrefix+strconv.FormatUint(rand.Uint64(), 36))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return f, err
-	}
-	return nil, &fs.PathError{Op: "createtemp", Path: dir, Err: fs.ErrExist}
-}
-
-// mkdirs creates the directory dir, which lies inside the root, and its
-// missing parents inside the root, syncing the parent of each one. It never
-// creates the root itself: if the root has vanished (an unmounted volume),
-// the Put fails instead of writing to the file system beneath it.
-func (s *Store) mkdirs(dir string) error {
-	rel, err := filepath.Rel(s.root, dir)
-	if err != nil || rel == "." || !filepath.IsLocal(rel) {
-		return &fs.PathError{Op: "mkdir", Path: dir, Err: fs.ErrNotExist}
-	}
-	p := s.root
-	for _, elem := range strings.Split(rel, string(filepath.Separator)) {
-		parent := p
-		p = filepath.Join(p, elem)
-		if err := os.Mkdir(p, 0o777); err != nil && !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-		// Sync even when another Put created p first: it may not have
-		// synced the parent yet, and our object must not outlive its path.
-		if err := syncDir(parent); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -497,6 +445,44 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// splitKey splits a checked key into its directory, OS-separated ("" at the
+// root), and its last element.
+func splitKey(key string) (relDir, base string) {
+	i := strings.LastIndexByte(key, '/')
+	if i < 0 {
+		return "", key
+	}
+	return filepath.FromSlash(key[:i]), key[i+1:]
+}
+
+// openRegular opens the regular file of a checked key; see
+// dirHandle.openRegular.
+func (s *Store) openRegular(key string) (*os.File, fs.FileInfo, error) {
+	relDir, base := splitKey(key)
+	d, err := openDir(s.root, relDir, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer d.Close()
+	return d.openRegular(base)
+}
+
+// lstatRegular returns the FileInfo of a checked key's regular file, or a
+// *notRegularError for anything else there or a symlink on the way.
+func (s *Store) lstatRegular(key string) (fs.FileInfo, error) {
+	relDir, base := splitKey(key)
+	d, err := openDir(s.root, relDir, false)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	fi, err := d.lstat(base)
+	if err != nil {
+		return nil, err
+	}
+	return fi, regularOnly(filepath.Join(d.path, base), fi)
 }
 
 func joinKey(dirKey, name string) string {

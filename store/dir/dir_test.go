@@ -46,7 +46,7 @@ func temps(t *testing.T, root string) []string {
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
+	storetest.RunFiles(t, func(t *testing.T) (store.Store, string) {
 		s := newStore(t)
 		// Every subtest has finished its Puts, failed ones included, by now.
 		t.Cleanup(func() {
@@ -54,7 +54,7 @@ func TestConformance(t *testing.T) {
 				t.Errorf("temporary files left behind: %q", left)
 			}
 		})
-		return s
+		return s, s.Root()
 	})
 }
 
@@ -309,26 +309,6 @@ func TestRemoveTemps(t *testing.T) {
 	}
 }
 
-func TestListSymlinks(t *testing.T) {
-	s := newStore(t)
-	ctx := t.Context()
-	if err := s.Put(ctx, "d/real", strings.NewReader("real"), 4); err != nil {
-		t.Fatal(err)
-	}
-	for name, target := range map[string]string{"link": "d/real", "dirlink": "d", "dangling": "nope"} {
-		if err := os.Symlink(filepath.Join(s.Root(), target), filepath.Join(s.Root(), name)); err != nil {
-			t.Skipf("symlinks unsupported: %v", err)
-		}
-	}
-	var got []store.Info
-	if err := s.List(ctx, "", func(info store.Info) error { got = append(got, info); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 || got[0].Key != "d/real" || got[1].Key != "link" || got[1].Size != 4 {
-		t.Errorf("List = %+v; want d/real and link (4 bytes); no directory links", got)
-	}
-}
-
 func TestGetReader(t *testing.T) {
 	s := newStore(t)
 	ctx := t.Context()
@@ -401,8 +381,8 @@ func TestClassify(t *testing.T) {
 		permanent bool
 		notExist  bool
 	}{
-		{pathErr(syscall.ENOSPC), true, false},
-		{pathErr(syscall.EDQUOT), true, false},
+		{pathErr(syscall.ENOSPC), false, false}, // ErrNoSpace: see TestNoSpace
+		{pathErr(syscall.EDQUOT), false, false},
 		{pathErr(syscall.EROFS), true, false},
 		{pathErr(syscall.EACCES), true, false},
 		{pathErr(syscall.EPERM), true, false},
@@ -421,6 +401,11 @@ func TestClassify(t *testing.T) {
 		if store.IsPermanent(got) != tc.permanent || errors.Is(got, store.ErrNotExist) != tc.notExist {
 			t.Errorf("classify(%v): permanent %v, not-exist %v; want %v, %v", tc.err,
 				store.IsPermanent(got), errors.Is(got, store.ErrNotExist), tc.permanent, tc.notExist)
+		}
+		noSpace := errors.Is(tc.err, syscall.ENOSPC) || errors.Is(tc.err, syscall.EDQUOT)
+		if errors.Is(got, store.ErrNoSpace) != noSpace || store.IsFinal(got) != (noSpace || tc.permanent) {
+			t.Errorf("classify(%v): no-space %v, final %v; want %v, %v", tc.err,
+				errors.Is(got, store.ErrNoSpace), store.IsFinal(got), noSpace, noSpace || tc.permanent)
 		}
 		if !errors.Is(got, tc.err) || got.Error() != tc.err.Error() {
 			t.Errorf("classify(%v) = %v: lost the original error", tc.err, got)

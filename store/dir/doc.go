@@ -23,20 +23,43 @@
 // Temporary files are never listed; a process that is killed mid-Put leaves
 // one behind, which [Store.RemoveTemps] deletes.
 //
+// # Only regular files, and never outside the root
+//
+// An image is hostile input. Every path below the root is reached one
+// element at a time from the root with O_NOFOLLOW (openat, renameat,
+// unlinkat on the directory's descriptor; an [os.Root] with Lstat checks on
+// systems without openat), so no symbolic link inside the root is followed,
+// whether it stands in for an object or for a directory such as data/.
+// Objects are opened only after Lstat shows a regular file, and the open
+// cannot block (O_NONBLOCK) and is checked again with fstat, so a FIFO, a
+// device, a socket, a symlink or a directory where an object should be is
+// refused at once with an error wrapping [store.ErrNotRegular] that names
+// its path (a directory also matches [store.ErrNotExist]: directories are
+// not keys). Readers treat that as damage of the one object; writes (Put)
+// into a symlinked directory fail with it and [store.ErrPermanent]. List
+// reports regular files only and descends only into real directories.
+// The root itself may be a symlink: it is the operator's path.
+//
+// # Writer lock
+//
+// [Store.Lock] holds flock(2) on the file [store.LockKey] in the root,
+// which records the holder; the kernel drops the lock when the holder dies.
+// The file is not a key: List skips it and the other methods refuse it.
+//
 // # Errors
 //
 // Every error names the operation and key and starts with "dir: ". A missing
 // key wraps [store.ErrNotExist] (the os errors already match it; a directory
-// or a path through a regular file also counts as missing). Failures that
-// retrying cannot fix (no space, quota exceeded, read-only file system,
-// permission denied, file too large, name too long, a file where a directory
-// must be) wrap [store.ErrPermanent], as do invalid keys.
+// or a path through a regular file also counts as missing). A full file
+// system (no space, quota exceeded) wraps [store.ErrNoSpace], which retrying
+// at once cannot fix but which is not bad input either: freeing space and
+// resuming continues the work. Failures that retrying cannot fix (read-only
+// file system, permission denied, file too large, name too long, a file
+// where a directory must be) wrap [store.ErrPermanent], as do invalid keys.
 //
 // # Limits
 //
 // Directories are not keys: Stat and Get of "data" report ErrNotExist even if
-// "data/00000000.seg" exists, and List reports only regular files (a symbolic
-// link to a regular file counts as one; links to directories are not
-// followed). The store assumes it is the only writer of its root while
-// RemoveTemps runs.
+// "data/00000000.seg" exists. The store assumes it is the only writer of its
+// root while RemoveTemps runs.
 package dir

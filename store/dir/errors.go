@@ -14,9 +14,10 @@ import (
 // ErrInvalidKey is wrapped by the error every method returns for a key that
 // is not a clean, slash-separated relative path inside the root: empty,
 // absolute, with an empty, "." or ".." element, with a backslash or NUL byte,
-// with an element starting with [TempPrefix], or not a local path on this
-// system (a drive letter or reserved name on Windows). Such errors also match
-// [store.ErrPermanent]: retrying cannot fix a bad key.
+// with an element starting with [TempPrefix], the lock's [store.LockKey], or
+// not a local path on this system (a drive letter or reserved name on
+// Windows). Such errors also match [store.ErrPermanent]: retrying cannot fix
+// a bad key.
 var ErrInvalidKey = errors.New("dir: invalid key")
 
 // keyError is an invalid key and the reason it was rejected.
@@ -52,6 +53,9 @@ func checkKey(key string) error {
 			}
 		}
 	}
+	if reason == "" && key == store.LockKey {
+		reason = "is the reserved name of the writer lock"
+	}
 	if reason == "" && !filepath.IsLocal(filepath.FromSlash(key)) {
 		reason = "not a local path on this system"
 	}
@@ -77,10 +81,22 @@ func checkElem(elem string) error {
 	return nil
 }
 
+// noSpaceErrs are the OS errors of a full destination: not bad input, and
+// not worth an immediate retry (see store.ErrNoSpace).
+var noSpaceErrs = []error{
+	syscall.ENOSPC, // no space left on device
+	syscall.EDQUOT, // disk quota exceeded
+}
+
+// noSpaceError marks err as store.ErrNoSpace without changing its message.
+type noSpaceError struct{ err error }
+
+func (e *noSpaceError) Error() string        { return e.err.Error() }
+func (e *noSpaceError) Unwrap() error        { return e.err }
+func (e *noSpaceError) Is(target error) bool { return target == store.ErrNoSpace }
+
 // permanentErrs are the OS errors that retrying cannot fix.
 var permanentErrs = []error{
-	syscall.ENOSPC,       // no space left on device
-	syscall.EDQUOT,       // disk quota exceeded
 	syscall.EROFS,        // read-only file system
 	syscall.EACCES,       // permission denied
 	syscall.EPERM,        // operation not permitted
@@ -98,11 +114,23 @@ func (e *permanentError) Error() string        { return e.err.Error() }
 func (e *permanentError) Unwrap() error        { return e.err }
 func (e *permanentError) Is(target error) bool { return target == store.ErrPermanent }
 
-// classify wraps err so that it matches store.ErrPermanent when it is an OS
-// error that retrying cannot fix; anything else is returned unchanged.
+// classify wraps err so that it matches store.ErrNoSpace when the file
+// system is full, or store.ErrPermanent when it is another OS error that
+// retrying cannot fix or a non-regular file in the way of a write; anything
+// else is returned unchanged.
 func classify(err error) error {
-	if err == nil || errors.Is(err, store.ErrPermanent) {
+	if err == nil || errors.Is(err, store.ErrPermanent) || errors.Is(err, store.ErrNoSpace) {
 		return err
+	}
+	for _, p := range noSpaceErrs {
+		if errors.Is(err, p) {
+			return &noSpaceError{err: err}
+		}
+	}
+	if errors.Is(err, store.ErrNotRegular) {
+		// A symlink or special file where a write must go: only the
+		// operator can remove it.
+		return &permanentError{err: err}
 	}
 	for _, p := range permanentErrs {
 		if errors.Is(err, p) {
@@ -121,8 +149,52 @@ func isNotExist(err error) bool {
 // classifyRead is classify for reads: a path that runs through a regular
 // file (ENOTDIR) names no object, so it wraps store.ErrNotExist instead.
 func classifyRead(err error) error {
+	if errors.Is(err, store.ErrNotRegular) {
+		return err // damage of one object, for the reader to report
+	}
 	if errors.Is(err, syscall.ENOTDIR) && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w (%w)", store.ErrNotExist, err)
 	}
 	return classify(err)
+}
+
+// notRegularError is something other than a regular file where an object
+// must be, or a symbolic link where a directory of the image must be. It
+// matches [store.ErrNotRegular]; a directory in place of an object also
+// matches [store.ErrNotExist], since directories are not keys.
+type notRegularError struct {
+	path string
+	what string // "a FIFO", "a symbolic link", ...
+}
+
+func (e *notRegularError) Error() string {
+	return fmt.Sprintf("%s is %s, not a regular file or directory; an image holds only those (remove it, or copy the image again)", e.path, e.what)
+}
+
+func (e *notRegularError) Is(target error) bool {
+	return target == store.ErrNotRegular || (target == store.ErrNotExist && e.what == "a directory")
+}
+
+// regularOnly returns a *notRegularError unless fi, found at p, is a
+// regular file.
+func regularOnly(p string, fi fs.FileInfo) error {
+	m := fi.Mode()
+	what := ""
+	switch {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		what = "a directory"
+	case m&fs.ModeSymlink != 0:
+		what = "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		what = "a FIFO"
+	case m&fs.ModeSocket != 0:
+		what = "a socket"
+	case m&fs.ModeDevice != 0:
+		what = "a device"
+	default:
+		what = fmt.Sprintf("a special file (mode %v)", m)
+	}
+	return &notRegularError{path: p, what: what}
 }

@@ -7,7 +7,8 @@
 //     goroutine that uses it (one Limiter for uploads and one for downloads,
 //     or a single one for both to cap the total).
 //   - [New], the wrapper: Put's reader and Get's returned reader wait for
-//     tokens as the bytes pass. Stat, List and Delete are not limited.
+//     tokens as the bytes pass. Stat, List and Delete are not limited, and
+//     [store.Lock] reaches the wrapped store's lock through [Store.Unwrap].
 //   - [ParseRate], which reads "50MiB/s", "10M", "1.5GB/s" or "0" (no
 //     limit).
 //

@@ -118,9 +118,15 @@ func TestReaderKeepsSeek(t *testing.T) {
 		t.Fatal("the limited reader of a ReadSeeker is not a ReadSeeker")
 	}
 	b := make([]byte, 3)
-	io.ReadFull(s, b)
-	s.Seek(1, io.SeekStart)
-	io.ReadFull(s, b)
+	if _, err := io.ReadFull(s, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Seek(1, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(s, b); err != nil {
+		t.Fatal(err)
+	}
 	if string(b) != "bcd" {
 		t.Errorf("read %q after Seek", b)
 	}

@@ -4,9 +4,9 @@
 // # What it owns
 //
 // The retry policy: which errors are worth another attempt ([Retryable]:
-// anything but a done context, [store.ErrPermanent] and [store.ErrNotExist]),
-// how many attempts (6 by default), how long to wait between them, and how
-// to repeat each operation safely:
+// anything but a done context, [store.ErrPermanent], [store.ErrNoSpace] and
+// [store.ErrNotExist]), how many attempts (6 by default), how long to wait
+// between them, and how to repeat each operation safely:
 //
 //   - Put is retried only when its reader is an [io.Seeker], which is rewound
 //     to where it stood when Put was called. Any other reader is consumed by
@@ -21,6 +21,8 @@
 //   - List is retried from the start, skipping the keys already given to fn
 //     (listings are in lexical order), so fn sees every key once.
 //   - Stat and Delete are retried as they are.
+//   - The writer lock is not retried here: [store.Lock] reaches the wrapped
+//     store's [store.Locker] through [Store.Unwrap].
 //
 // It classifies nothing itself: the implementations translate their errors
 // (store/s3 marks bad credentials and missing buckets permanent), and this

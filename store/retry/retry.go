@@ -79,14 +79,14 @@ func (s *Store) String() string { return s.s.String() }
 func (s *Store) Connections() int { return store.ConnectionsOf(s.s, 1) }
 
 // Retryable reports whether another attempt may get past err: it is not nil,
-// not a context's error, and matches neither [store.ErrPermanent] nor
-// [store.ErrNotExist].
+// not a context's error, and matches none of [store.ErrPermanent],
+// [store.ErrNoSpace] and [store.ErrNotExist].
 func Retryable(err error) bool {
 	switch {
 	case err == nil,
 		errors.Is(err, context.Canceled),
 		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, store.ErrPermanent),
+		store.IsFinal(err),
 		errors.Is(err, store.ErrNotExist):
 		return false
 	}
@@ -165,7 +165,7 @@ func (e *gaveUp) Error() string {
 }
 
 func (e *gaveUp) Unwrap() []error {
-	if e.first != nil && e.first != e.err {
+	if e.first != nil && e.first != e.err { //nolint:errorlint // the same value, not a match
 		return []error{e.err, e.first}
 	}
 	return []error{e.err}
@@ -319,7 +319,7 @@ func (r *resumingReader) fail(err error) {
 	r.fails++
 	r.lastErr = err
 	if r.fails >= r.s.opts.Attempts {
-		if r.readErr != nil && r.readErr != err {
+		if r.readErr != nil && r.readErr != err { //nolint:errorlint // the same value, not a match
 			// Keep the read's failure visible (io.ErrUnexpectedEOF, say)
 			// when reopening failed differently.
 			err = errors.Join(r.readErr, err)

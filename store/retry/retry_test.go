@@ -38,6 +38,10 @@ type flaky struct {
 	listFails int
 }
 
+// Unwrap lets store.Lock reach the directory's lock through the test
+// wrappers, as through retry.Store itself.
+func (f *flaky) Unwrap() store.Store { return f.Store }
+
 func newFlaky(t *testing.T) *flaky {
 	s, err := dir.New(t.TempDir())
 	if err != nil {
@@ -229,6 +233,7 @@ func TestRetryable(t *testing.T) {
 		{fmt.Errorf("x: %w", store.ErrPermanent), false},
 		{fmt.Errorf("x: %w", store.ErrNotExist), false},
 		{errors.Join(io.ErrUnexpectedEOF, store.ErrPermanent), false},
+		{fmt.Errorf("x: %w", store.ErrNoSpace), false},
 	} {
 		if got := retry.Retryable(tc.err); got != tc.want {
 			t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
@@ -274,7 +279,9 @@ func TestPutSeeker(t *testing.T) {
 
 	// A ReadSeeker is rewound to where it stood, not to 0.
 	r := bytes.NewReader(append([]byte("skip"), b...))
-	r.Seek(4, io.SeekStart)
+	if _, err := r.Seek(4, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
 	f.fail["put"] = 2
 	if err := s.Put(t.Context(), "k", r, int64(len(b))); err != nil {
 		t.Fatalf("Put of a ReadSeeker through 2 failures: %v", err)

@@ -2,11 +2,14 @@ package s3
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Defaults for the zero values of [Config].
@@ -15,6 +18,9 @@ const (
 	DefaultConnections = 4        // parallel requests a caller should use
 	DefaultEndpoint    = "https://s3.amazonaws.com"
 	DefaultDialTimeout = 5 * time.Second
+	// DefaultStallTimeout is how long a transfer may make no progress
+	// before it is aborted as stalled (see Config.StallTimeout).
+	DefaultStallTimeout = 30 * time.Second
 
 	// MinPartSize and MaxPartSize are S3's limits on the size of a part
 	// other than the last one.
@@ -125,6 +131,23 @@ type Config struct {
 
 	// DialTimeout bounds each TCP connect; zero means DefaultDialTimeout.
 	DialTimeout time.Duration
+
+	// StallTimeout is how long a transfer may move no byte before it is
+	// aborted with an error wrapping [ErrStalled], which is transient:
+	// a response body that stops (a stalled GET, which store/retry then
+	// resumes from the byte reached) or a request body the connection
+	// stops taking. Zero means DefaultStallTimeout; negative disables the
+	// check. The wait for response headers is bounded separately (one
+	// minute), as a server may take a while to complete an upload.
+	StallTimeout time.Duration
+
+	// LockRefresh and LockStale are the lease of the writer lock (see
+	// [Store.Lock]): the holder rewrites its lock every LockRefresh, and a
+	// lock not rewritten for LockStale is taken over. Zero means
+	// DefaultLockRefresh and DefaultLockStale; LockStale must exceed
+	// LockRefresh several times over for a live holder to keep its lock
+	// through a few failed refreshes.
+	LockRefresh, LockStale time.Duration
 }
 
 // String returns the store location, "s3://bucket/prefix".
@@ -136,31 +159,79 @@ func (c Config) String() string {
 }
 
 // ParseURL parses "s3://bucket" or "s3://bucket/some/prefix" into a Config
-// holding Bucket and Prefix only. Slashes around the prefix are dropped and
-// repeated slashes folded; "." and ".." elements are refused.
+// holding Bucket and Prefix only. It is strict, because a URL that is
+// silently rewritten stores an image somewhere the operator did not name:
+// the bucket must be one S3 accepts (see checkBucketName), and the prefix
+// may have one trailing slash but no empty, "." or ".." element, no
+// backslash and no control character. Query strings, fragments and user
+// information are refused. Each error is one line naming the URL and the
+// fix.
 func ParseURL(rawURL string) (Config, error) {
+	bad := func(why, fix string) (Config, error) {
+		return Config{}, fmt.Errorf("s3: invalid URL %q: %s; %s", rawURL, why, fix)
+	}
 	rest, ok := strings.CutPrefix(rawURL, "s3://")
 	if !ok {
-		return Config{}, fmt.Errorf("s3: invalid URL %q: want s3://bucket/prefix", rawURL)
+		if len(rawURL) >= 5 && strings.EqualFold(rawURL[:5], "s3://") {
+			return bad("the scheme must be lower-case", "write s3://"+rawURL[5:])
+		}
+		return bad("not an S3 URL", "write s3://bucket or s3://bucket/prefix")
 	}
-	if strings.ContainsAny(rest, "?#") {
-		return Config{}, fmt.Errorf("s3: invalid URL %q: query and fragment are not supported", rawURL)
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		return bad("it has a query string or fragment", "remove everything from "+strconv.Quote(rest[i:i+1]))
 	}
 	bucket, prefix, _ := strings.Cut(rest, "/")
+	if strings.Contains(bucket, "@") {
+		return bad("credentials do not belong in the URL", "remove the part before @ and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
+	}
 	if bucket == "" {
-		return Config{}, fmt.Errorf("s3: invalid URL %q: no bucket name", rawURL)
+		return bad("no bucket name", "write s3://bucket or s3://bucket/prefix")
 	}
 	if err := checkBucketName(bucket); err != nil {
-		return Config{}, fmt.Errorf("s3: invalid URL %q: %w", rawURL, err)
+		return bad(err.Error(), "use the bucket's exact name")
 	}
-	prefix, err := cleanPrefix(prefix)
-	if err != nil {
-		return Config{}, fmt.Errorf("s3: invalid URL %q: %w", rawURL, err)
+	if prefix == "/" {
+		return bad("the prefix has an empty element (a doubled slash)", "write "+strconv.Quote("s3://"+bucket))
+	}
+	prefix = strings.TrimSuffix(prefix, "/")
+	if prefix != "" {
+		for e := range strings.SplitSeq(prefix, "/") {
+			why := ""
+			switch {
+			case e == "":
+				why = "the prefix has an empty element (a doubled slash)"
+			case e == "." || e == "..":
+				why = fmt.Sprintf("the prefix has a %q element", e)
+			case strings.ContainsFunc(e, func(r rune) bool { return r == '\\' || unicode.IsControl(r) }):
+				why = "the prefix has a backslash or control character"
+			}
+			if why != "" {
+				return bad(why, suggestPrefix(bucket, prefix))
+			}
+		}
 	}
 	return Config{Bucket: bucket, Prefix: prefix}, nil
 }
 
+// suggestPrefix is the fix for a prefix with empty or "." elements: the
+// URL without them. Other faults have no safe rewrite.
+func suggestPrefix(bucket, prefix string) string {
+	var elems []string
+	for e := range strings.SplitSeq(prefix, "/") {
+		switch {
+		case e == "" || e == ".":
+		case e == ".." || strings.ContainsFunc(e, func(r rune) bool { return r == '\\' || unicode.IsControl(r) }):
+			return "write the prefix without it"
+		default:
+			elems = append(elems, e)
+		}
+	}
+	return "write " + strconv.Quote("s3://"+path.Join(append([]string{bucket}, elems...)...))
+}
+
 // cleanPrefix trims slashes, folds repeated ones and refuses "." and "..".
+// It accepts a Config.Prefix written by a program; URLs from operators go
+// through the stricter ParseURL.
 func cleanPrefix(prefix string) (string, error) {
 	var elems []string
 	for e := range strings.SplitSeq(prefix, "/") {
@@ -175,18 +246,41 @@ func cleanPrefix(prefix string) (string, error) {
 	return path.Join(elems...), nil
 }
 
-// checkBucketName applies S3's rules for bucket names loosely: 3 to 63
-// characters of lower-case letters, digits, '.', '-' and '_' (some servers
-// allow upper case and underscores; the server has the last word).
+// checkBucketName applies the rules of Amazon S3 for general purpose bucket
+// names: 3 to 63 characters of lower-case letters, digits, '.' and '-',
+// beginning and ending with a letter or digit, no two adjacent periods,
+// not shaped like an IP address, and none of the reserved prefixes and
+// suffixes. Other servers accept a subset of these names at least.
 func checkBucketName(b string) error {
 	if len(b) < 3 || len(b) > 63 {
 		return fmt.Errorf("bucket name %q must have 3 to 63 characters", b)
 	}
 	for _, c := range b {
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == '_':
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '.', c == '-':
+		case c >= 'A' && c <= 'Z':
+			return fmt.Errorf("bucket name %q has the upper-case letter %q (S3 bucket names are lower-case)", b, c)
 		default:
-			return fmt.Errorf("bucket name %q has the invalid character %q", b, c)
+			return fmt.Errorf("bucket name %q has the invalid character %q (S3 allows a-z, 0-9, '.' and '-')", b, c)
+		}
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	switch {
+	case !alnum(b[0]) || !alnum(b[len(b)-1]):
+		return fmt.Errorf("bucket name %q must begin and end with a letter or digit", b)
+	case strings.Contains(b, ".."):
+		return fmt.Errorf("bucket name %q has two adjacent periods", b)
+	case net.ParseIP(b) != nil:
+		return fmt.Errorf("bucket name %q is shaped like an IP address", b)
+	}
+	for _, p := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
+		if strings.HasPrefix(b, p) {
+			return fmt.Errorf("bucket name %q begins with the reserved %q", b, p)
+		}
+	}
+	for _, sfx := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
+		if strings.HasSuffix(b, sfx) {
+			return fmt.Errorf("bucket name %q ends with the reserved %q", b, sfx)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -22,8 +23,10 @@ func TestParseURL(t *testing.T) {
 		{"s3://bucket", "bucket", "", "s3://bucket"},
 		{"s3://bucket/", "bucket", "", "s3://bucket"},
 		{"s3://bucket/a/b", "bucket", "a/b", "s3://bucket/a/b"},
-		{"s3://bucket//a//b/", "bucket", "a/b", "s3://bucket/a/b"},
+		{"s3://bucket/a/b/", "bucket", "a/b", "s3://bucket/a/b"},
 		{"s3://my.bucket-1/img", "my.bucket-1", "img", "s3://my.bucket-1/img"},
+		{"s3://b-1/..a/a../.hidden/a b", "b-1", "..a/a../.hidden/a b", "s3://b-1/..a/a../.hidden/a b"},
+		{"s3://123/x", "123", "x", "s3://123/x"},
 	} {
 		cfg, err := ParseURL(tc.in)
 		if err != nil {
@@ -34,12 +37,85 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("ParseURL(%q) = %q %q %q; want %q %q %q", tc.in, cfg.Bucket, cfg.Prefix, cfg.String(), tc.bucket, tc.prefix, tc.str)
 		}
 	}
-	for _, in := range []string{"", "bucket/prefix", "s3:/bucket", "s3://", "s3:///prefix", "https://bucket/x",
-		"s3://b/x", "s3://bucket/a/../b", "s3://bucket/./a", "s3://bucket?x=1", "s3://bu cket/x"} {
-		if cfg, err := ParseURL(in); err == nil {
-			t.Errorf("ParseURL(%q) = %+v; want an error", in, cfg)
+}
+
+// TestParseURLStrict: every URL that names a place other than the one
+// written, or one S3 refuses, is an error naming the URL and the fix.
+// Before the fix, s3://bkt//x was stored under x/.
+func TestParseURLStrict(t *testing.T) {
+	for _, tc := range []struct {
+		in, why, fix string
+	}{
+		{"", "not an S3 URL", "s3://bucket"},
+		{"bucket/prefix", "not an S3 URL", "s3://bucket"},
+		{"s3:/bucket", "not an S3 URL", "s3://bucket"},
+		{"https://bucket/x", "not an S3 URL", "s3://bucket"},
+		{"S3://bucket/x", "lower-case", "write s3://bucket/x"},
+		{"s3://", "no bucket name", "s3://bucket"},
+		{"s3:///prefix", "no bucket name", "s3://bucket"},
+		{"s3://bkt//x", "empty element", "write \"s3://bkt/x\""},
+		{"s3://bkt/x//y", "empty element", "write \"s3://bkt/x/y\""},
+		{"s3://bkt/x//", "empty element", "write \"s3://bkt/x\""},
+		{"s3://bkt//", "empty element", "write \"s3://bkt\""},
+		{"s3://bkt/x/../y", `".." element`, "without it"},
+		{"s3://bkt/./x", `"." element`, "write \"s3://bkt/x\""},
+		{"s3://bkt/..", `".." element`, "without it"},
+		{"s3://bkt/a\\b", "backslash", "without it"},
+		{"s3://bkt/a\x01b", "control character", "without it"},
+		{"s3://bucket?x=1", "query string", `remove everything from "?"`},
+		{"s3://bucket/x?versionId=3", "query string", `remove everything from "?"`},
+		{"s3://bucket/x#frag", "fragment", `remove everything from "#"`},
+		{"s3://key:secret@bucket/x", "credentials", "AWS_ACCESS_KEY_ID"},
+		{"s3://b/x", "3 to 63 characters", "exact name"},
+		{"s3://" + strings.Repeat("a", 64) + "/x", "3 to 63 characters", "exact name"},
+		{"s3://Bucket/x", "upper-case", "exact name"},
+		{"s3://my_bucket/x", "invalid character '_'", "exact name"},
+		{"s3://bu cket/x", "invalid character ' '", "exact name"},
+		{"s3://bucket:9000/x", "invalid character ':'", "exact name"},
+		{"s3://-bucket/x", "begin and end", "exact name"},
+		{"s3://bucket./x", "begin and end", "exact name"},
+		{"s3://my..bucket/x", "adjacent periods", "exact name"},
+		{"s3://192.168.5.4/x", "IP address", "exact name"},
+		{"s3://xn--bucket/x", "reserved", "exact name"},
+		{"s3://bucket-s3alias/x", "reserved", "exact name"},
+	} {
+		cfg, err := ParseURL(tc.in)
+		if err == nil {
+			t.Errorf("ParseURL(%q) = %+v; want an error", tc.in, cfg)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, strconv.Quote(tc.in)) || !strings.Contains(msg, tc.why) || !strings.Contains(msg, tc.fix) || strings.Contains(msg, "\n") {
+			t.Errorf("ParseURL(%q) = %q; want one line naming the URL, %q and the fix %q", tc.in, msg, tc.why, tc.fix)
 		}
 	}
+}
+
+// FuzzParseURL: an accepted URL names exactly what it says, and its
+// canonical form parses to the same Config.
+func FuzzParseURL(f *testing.F) {
+	for _, s := range []string{"s3://bucket", "s3://bucket/a/b/", "s3://bkt//x", "s3://bkt/./x", "s3://Bkt/x?y#z", "s3://a@b/c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		cfg, err := ParseURL(in)
+		if err != nil {
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error for %q spans lines: %q", in, err)
+			}
+			return
+		}
+		if checkBucketName(cfg.Bucket) != nil || checkKey(cfg.Prefix) != "" && cfg.Prefix != "" {
+			t.Errorf("ParseURL(%q) accepted bucket %q, prefix %q", in, cfg.Bucket, cfg.Prefix)
+		}
+		if got := strings.TrimSuffix(in, "/"); cfg.String() != got {
+			t.Errorf("ParseURL(%q).String() = %q: the URL was rewritten", in, cfg.String())
+		}
+		again, err := ParseURL(cfg.String())
+		if err != nil || again != cfg {
+			t.Errorf("ParseURL(%q) = %+v, but its String %q parses to %+v, %v", in, cfg, cfg.String(), again, err)
+		}
+	})
 }
 
 func TestConfigFromEnv(t *testing.T) {
@@ -117,7 +193,7 @@ func TestCheckKey(t *testing.T) {
 			t.Errorf("checkKey(%q) = %q; want valid", k, r)
 		}
 	}
-	for _, k := range []string{"", "/a", "a/", "a//b", "./a", "a/./b", "../a", "a/..", "a\\b", "a\x00b"} {
+	for _, k := range []string{"", "/a", "a/", "a//b", "./a", "a/./b", "../a", "a/..", "a\\b", "a\x00b", store.LockKey} {
 		if checkKey(k) == "" {
 			t.Errorf("checkKey(%q) is valid; want invalid", k)
 		}
@@ -150,6 +226,9 @@ func TestTranslateError(t *testing.T) {
 		{"get", minio.ErrorResponse{Code: "RequestTimeTooSkewed", StatusCode: 403}, false, true, nil},
 		{"put", minio.ErrorResponse{Code: "EntityTooLarge", StatusCode: 400}, false, true, nil},
 		{"put", minio.ErrorResponse{Code: "InvalidArgument"}, false, true, nil},
+		{"put", minio.ErrorResponse{Code: "XMinioStorageFull", StatusCode: 507}, false, false, store.ErrNoSpace},
+		{"put", minio.ErrorResponse{Code: "QuotaExceeded", StatusCode: 403}, false, false, store.ErrNoSpace},
+		{"put", minio.ErrorResponse{Code: "InsufficientStorage", StatusCode: 507}, false, false, store.ErrNoSpace},
 	} {
 		err := translateError(tc.op, "s3://b/k", tc.er)
 		if got := errors.Is(err, store.ErrNotExist); got != tc.notExist {

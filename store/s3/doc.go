@@ -4,8 +4,9 @@
 // # What it owns
 //
 //   - [Config]: where the bucket is and how to authenticate, filled from a
-//     "s3://bucket/prefix" URL ([ParseURL]) and the AWS environment
-//     ([ConfigFromEnv]).
+//     "s3://bucket/prefix" URL ([ParseURL], strict: a URL that would store
+//     the image anywhere but where it says is refused) and the AWS
+//     environment ([ConfigFromEnv]).
 //   - [New]: connects, and checks before returning that the endpoint answers,
 //     the credentials work and the bucket exists, so that the CLI can exit 2
 //     before it reads any source data.
@@ -14,8 +15,30 @@
 //     that store/dir writes.
 //   - Translating minio-go errors at the boundary (as kopia's translateError
 //     does): a missing object wraps [store.ErrNotExist]; bad credentials,
-//     access denied and a missing bucket wrap [store.ErrPermanent]; 5xx
-//     replies, resets and timeouts stay plain (transient) errors.
+//     access denied and a missing bucket wrap [store.ErrPermanent]; a full
+//     server (507, XMinioStorageFull, QuotaExceeded) wraps
+//     [store.ErrNoSpace]; 5xx replies, resets, timeouts and stalls stay
+//     plain (transient) errors.
+//
+// # Nothing hangs
+//
+// Every transfer has a stall timeout (Config.StallTimeout, 30 s by
+// default): a response body that delivers no byte for that long, or a
+// request body the connection stops taking, is aborted with a transient
+// error wrapping [ErrStalled], so store/retry resumes a stalled GET from the
+// byte it reached and a part is sent again. The wait for response headers
+// is bounded separately (one minute).
+//
+// # Writer lock
+//
+// [Store.Lock] writes the object [store.LockKey] under the prefix with a
+// conditional PUT (If-None-Match: *), keeps it fresh every 20 s and treats
+// one not refreshed for 2 minutes (by the server's clock, read from its
+// Date headers) as the lock of a dead writer, which is taken over with a
+// PUT conditional on its ETag. Whether the server honours If-None-Match is
+// checked for real on every Lock; where it does not, Lock fails with
+// [store.ErrNoLock]. The lock object is not a key: List skips it and the
+// other methods refuse it.
 //
 // # What it does not do
 //

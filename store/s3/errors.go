@@ -52,7 +52,7 @@ var (
 type opError struct {
 	op   string // "put", "get", ...
 	loc  string // "s3://bucket/prefix/key"
-	kind error  // nil (transient), a sentinel above, store.ErrNotExist or store.ErrPermanent
+	kind error  // nil (transient), a sentinel above, store.ErrNotExist, store.ErrNoSpace or store.ErrPermanent
 	err  error  // the cause
 	hint string // what to do, or ""
 }
@@ -125,6 +125,7 @@ const (
 	hintClock       = "the system clock is wrong; fix it (e.g. enable NTP)"
 	hintTLS         = "the server's certificate is not trusted; set AWS_CA_BUNDLE to its CA's PEM file"
 	hintScheme      = "the endpoint speaks plain HTTP; write it as http://host:port"
+	hintNoSpace     = "the bucket or its server is full; free space or raise the quota, then resume"
 )
 
 // transientCodes are S3 error codes that a later attempt can get past, even
@@ -178,7 +179,7 @@ func translateError(op, loc string, err error) error {
 	}
 	var er minio.ErrorResponse
 	if errors.As(err, &er) {
-		e.kind, e.hint = classifyResponse(op, er)
+		e.hint, e.kind = classifyResponse(op, er)
 		return e
 	}
 	var ua x509.UnknownAuthorityError
@@ -193,41 +194,44 @@ func translateError(op, loc string, err error) error {
 	return e
 }
 
-// classifyResponse returns the kind and hint for an S3 error response.
-func classifyResponse(op string, er minio.ErrorResponse) (error, string) {
+// classifyResponse returns the hint and kind for an S3 error response.
+func classifyResponse(op string, er minio.ErrorResponse) (string, error) {
 	switch {
 	case er.Code == "NoSuchBucket":
-		return ErrNoBucket, hintBucket
+		return hintBucket, ErrNoBucket
 	case er.Code == "NoSuchKey", er.StatusCode == http.StatusNotFound && (er.Code == "" || er.Code == "NotFound" || strings.HasPrefix(er.Code, "404")):
 		// NoSuchKey, or a 404 without an error body (a HEAD).
-		return store.ErrNotExist, ""
+		return "", store.ErrNotExist
 	case er.Code == "NoSuchUpload":
 		// The multipart upload vanished (aborted by a lifecycle rule?):
 		// a new attempt of the whole Put starts a new one.
-		return nil, ""
+		return "", nil
 	case er.Code == "RequestTimeTooSkewed":
-		return store.ErrPermanent, hintClock
+		return hintClock, store.ErrPermanent
+	case er.Code == "XMinioStorageFull", er.Code == "QuotaExceeded", er.StatusCode == http.StatusInsufficientStorage:
+		// Full, not wrong: resumable once space is freed (store.ErrNoSpace).
+		return hintNoSpace, store.ErrNoSpace
 	case er.Code == "SignatureDoesNotMatch" && op == "put":
 		// Over plain HTTP each chunk of an upload is signed, so a body
 		// damaged in transit shows up as a bad signature. New has already
 		// proved the keys good.
-		return nil, ""
+		return "", nil
 	case credentialCodes[er.Code], er.StatusCode == http.StatusForbidden, er.StatusCode == http.StatusUnauthorized:
-		return ErrAccessDenied, hintCredentials
+		return hintCredentials, ErrAccessDenied
 	case transientCodes[er.Code]:
-		return nil, ""
+		return "", nil
 	case er.StatusCode >= 500, er.StatusCode == http.StatusRequestTimeout, er.StatusCode == http.StatusTooManyRequests:
-		return nil, ""
+		return "", nil
 	case er.StatusCode >= 400:
-		return store.ErrPermanent, ""
+		return "", store.ErrPermanent
 	case er.StatusCode == 0:
 		// Raised by minio-go itself before or after a request.
 		switch er.Code {
 		case "InvalidArgument", "InvalidBucketName", "XMinioInvalidObjectName", "EntityTooLarge", "EntityTooSmall":
-			return store.ErrPermanent, ""
+			return "", store.ErrPermanent
 		}
 	}
-	return nil, ""
+	return "", nil
 }
 
 // isUnreachable reports whether err means that no HTTP exchange with the

@@ -180,7 +180,7 @@ func (s *Store) withRetries(ctx context.Context, op func() error) error {
 	wait := partBackoff
 	for attempt := 1; ; attempt++ {
 		err := op()
-		if err == nil || attempt >= partAttempts || ctx.Err() != nil || errors.Is(err, store.ErrPermanent) {
+		if err == nil || attempt >= partAttempts || ctx.Err() != nil || store.IsFinal(err) {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("%w (after %d attempts)", err, attempt)
 			}

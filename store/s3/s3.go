@@ -36,6 +36,9 @@ type Store struct {
 	conns    int
 	bufs     sync.Pool     // *[]byte of partSize
 	slots    chan struct{} // part uploads in flight, store-wide
+	clock    *serverClock
+
+	lockRefresh, lockStale time.Duration
 }
 
 var _ store.Store = (*Store)(nil)
@@ -70,17 +73,31 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Connections <= 0 {
 		cfg.Connections = DefaultConnections
 	}
-	client, err := newClient(cfg)
+	clock := &serverClock{}
+	client, err := newClient(cfg, clock)
 	if err != nil {
 		return nil, &opError{op: "open", loc: cfg.String(), kind: store.ErrPermanent, err: err}
 	}
+	if cfg.LockRefresh <= 0 {
+		cfg.LockRefresh = DefaultLockRefresh
+	}
+	if cfg.LockStale <= 0 {
+		cfg.LockStale = DefaultLockStale
+	}
+	if cfg.LockStale < 2*cfg.LockRefresh {
+		return nil, &opError{op: "open", loc: cfg.String(), kind: store.ErrPermanent,
+			err: fmt.Errorf("lock lease %v is shorter than two refreshes (%v each)", cfg.LockStale, cfg.LockRefresh)}
+	}
 	s := &Store{
-		core:     &minio.Core{Client: client},
-		cfg:      cfg,
-		bucket:   cfg.Bucket,
-		partSize: cfg.PartSize,
-		conns:    cfg.Connections,
-		slots:    make(chan struct{}, cfg.Connections),
+		clock:       clock,
+		lockRefresh: cfg.LockRefresh,
+		lockStale:   cfg.LockStale,
+		core:        &minio.Core{Client: client},
+		cfg:         cfg,
+		bucket:      cfg.Bucket,
+		partSize:    cfg.PartSize,
+		conns:       cfg.Connections,
+		slots:       make(chan struct{}, cfg.Connections),
 	}
 	if prefix != "" {
 		s.prefix = prefix + "/"
@@ -93,8 +110,9 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 }
 
 // newClient builds the minio-go client: our transport (short dial timeout,
-// AWS_CA_BUNDLE), the credential chain, and no internal retries.
-func newClient(cfg Config) (*minio.Client, error) {
+// AWS_CA_BUNDLE, stall timeout, noting the server's clock in clock), the
+// credential chain, and no internal retries.
+func newClient(cfg Config, clock *serverClock) (*minio.Client, error) {
 	host, secure, err := cfg.endpoint()
 	if err != nil {
 		return nil, err
@@ -110,10 +128,14 @@ func newClient(cfg Config) (*minio.Client, error) {
 	case PathStyleOff:
 		lookup = minio.BucketLookupDNS
 	}
+	stall := cfg.StallTimeout
+	if stall == 0 {
+		stall = DefaultStallTimeout
+	}
 	return minio.New(host, &minio.Options{
 		Creds:        newCredentials(cfg),
 		Secure:       secure,
-		Transport:    tr,
+		Transport:    &stallTransport{base: tr, timeout: stall, clock: clock},
 		Region:       cfg.Region,
 		BucketLookup: lookup,
 		MaxRetries:   1, // retrying is store/retry's job
@@ -214,11 +236,8 @@ func (s *Store) checkOnce(ctx context.Context) error {
 		for range ch {
 		}
 	}()
-	for obj := range ch {
-		if obj.Err != nil {
-			return fail(obj.Err)
-		}
-		break
+	if obj, ok := <-ch; ok && obj.Err != nil {
+		return fail(obj.Err)
 	}
 	return nil
 }
@@ -245,7 +264,8 @@ func (s *Store) object(key string) (string, error) {
 func (s *Store) loc(key string) string { return s.String() + "/" + key }
 
 // checkKey returns why key is not a clean relative slash-separated name, or
-// "". The rules are store/dir's, so every key works in both.
+// is the lock's reserved [store.LockKey], or "". The rules are store/dir's,
+// so every key works in both; List skips the keys it refuses.
 func checkKey(key string) string {
 	switch {
 	case key == "":
@@ -262,6 +282,9 @@ func checkKey(key string) string {
 		case ".", "..":
 			return fmt.Sprintf("has a %q element", e)
 		}
+	}
+	if key == store.LockKey {
+		return "is the reserved name of the writer lock"
 	}
 	return ""
 }

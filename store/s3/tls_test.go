@@ -49,7 +49,9 @@ func TestCABundle(t *testing.T) {
 		t.Errorf("untrusted certificate: %v; want a permanent error naming AWS_CA_BUNDLE", terr)
 	}
 	empty := filepath.Join(dir, "empty.pem")
-	os.WriteFile(empty, []byte("not a certificate\n"), 0o644)
+	if err := os.WriteFile(empty, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := newTransport(Config{CABundle: empty}, true); err == nil {
 		t.Error("a CA bundle without certificates: no error")
 	}

@@ -6,8 +6,11 @@
 // kopia's blobtesting.VerifyStorage.
 //
 // It uses nothing but the Store interface (and the optional
-// [store.Connections]), and must not import an implementation, package format
-// or the engine; implementations import it from their _test.go files only.
+// [store.Connections] and [store.Locker]), plus, in [RunFiles], the file
+// system under a file-backed store's root; it must not import an
+// implementation, package format or the engine; implementations import it
+// from their _test.go files only. Its subpackage memstore is an in-memory
+// store and a fault-injecting wrapper for tests of the layers above.
 //
 // # Usage
 //
@@ -53,6 +56,14 @@
 //     context.Canceled and calls fn no more once ctx is done.
 //   - Concurrent Puts of different keys (in one new directory) and of one key.
 //   - [store.Connections], when implemented, is positive.
+//   - The writer lock, when [store.Lock] finds one (skipped on
+//     store.ErrNoLock): a second Lock fails with store.ErrLocked naming the
+//     holder, a locked store lists no lock object, and unlock frees it.
+//
+// [RunFiles] adds, for stores that keep each key as a file under a root:
+// a FIFO, a symlink to a file outside the root and a symlinked directory
+// where objects belong are refused promptly with store.ErrNotRegular naming
+// the path, are not listed, and lead no read, write or listing outside.
 //
 // Keys are chosen so that a file system can hold them all: no key is also
 // the directory of another (S3 allows "a" and "a/b" together; a directory

@@ -8,7 +8,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 
@@ -50,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ConcurrentPuts", testConcurrentPuts},
 		{"ConcurrentPutsSameKey", testConcurrentPutsSameKey},
 		{"Connections", testConnections},
+		{"Lock", testLock},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStore(t)
@@ -96,7 +99,7 @@ func get(ctx context.Context, s store.Store, key string, off, length int64) ([]b
 	}
 	b, err := io.ReadAll(rc)
 	if cerr := rc.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("Close: %w", cerr)
+		err = fmt.Errorf("closing the reader: %w", cerr)
 	}
 	return b, err
 }
@@ -442,7 +445,7 @@ func testInvisibleUntilComplete(t *testing.T, s store.Store) {
 		go func() {
 			err := s.Put(t.Context(), key, pr, int64(len(b)))
 			// Unblock the writes below if Put gave up early.
-			pr.CloseWithError(fmt.Errorf("Put returned %v", err))
+			pr.CloseWithError(fmt.Errorf("storetest: Put returned %v", err))
 			done <- err
 		}()
 		if _, err := pw.Write(b[:len(b)/2]); err != nil {
@@ -475,19 +478,18 @@ func testOverwriteIsAtomic(t *testing.T, s store.Store) {
 	versions := [][]byte{data(256<<10, 12), data(300<<10+1, 13)}
 	put(t, s, "obj", versions[0])
 	stop := make(chan struct{})
+	var reads atomic.Int64
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			for reads := 0; ; reads++ {
+			for {
 				select {
 				case <-stop:
-					if reads == 0 {
-						t.Error("reader never ran")
-					}
 					return
 				default:
 				}
 				b, err := get(t.Context(), s, "obj", 0, -1)
+				reads.Add(1)
 				if err != nil {
 					t.Errorf("Get during overwrites: %v", err)
 					return
@@ -499,9 +501,12 @@ func testOverwriteIsAtomic(t *testing.T, s store.Store) {
 			}
 		})
 	}
-	for i := range 20 {
+	// Overwrite at least 20 times, and until the readers have read a few
+	// times: on a fast store they may start only after 20 Puts.
+	for i := 0; i < 20 || (reads.Load() < 10 && i < 100_000); i++ {
 		put(t, s, "obj", versions[(i+1)%2])
 	}
+	put(t, s, "obj", versions[0])
 	close(stop)
 	wg.Wait()
 	mustGet(t, s, "obj", versions[0])
@@ -714,5 +719,45 @@ func testConnections(t *testing.T, s store.Store) {
 	}
 	if n := c.Connections(); n <= 0 {
 		t.Errorf("Connections() = %d, want > 0", n)
+	}
+}
+
+// testLock checks the writer lock of stores that have one ([store.Lock]
+// finds it through wrappers): a second writer is refused with ErrLocked
+// naming the holder, the lock is no object, and unlock frees it.
+func testLock(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const holder = "storetest capture on host1 pid 42"
+	unlock, err := store.Lock(ctx, s, holder)
+	if errors.Is(err, store.ErrNoLock) {
+		t.Skipf("no writer lock: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Lock: %v", err)
+	}
+	if _, err := store.Lock(ctx, s, "storetest copy"); !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), holder) {
+		_ = unlock(ctx)
+		t.Fatalf("second Lock = %v; want an error wrapping ErrLocked that names %q", err, holder)
+	}
+	// The lock is not part of the image: a locked new image is empty.
+	if keys := listKeys(t, s, ""); len(keys) != 0 {
+		t.Errorf("List of a locked empty store = %q", keys)
+	}
+	put(t, s, "data/00000000.seg", []byte("x"))
+	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"data/00000000.seg"}) {
+		t.Errorf("List of a locked store = %q", keys)
+	}
+	if err := unlock(ctx); err != nil {
+		t.Fatalf("unlock: %v", err)
+	}
+	unlock, err = store.Lock(ctx, s, "storetest copy")
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	if err := unlock(ctx); err != nil {
+		t.Errorf("unlock: %v", err)
+	}
+	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"data/00000000.seg"}) {
+		t.Errorf("List after unlock = %q", keys)
 	}
 }

@@ -33,6 +33,16 @@ const (
 	// CorruptRequest flips the bits of byte Fault.N of the request body (as
 	// sent on the wire) and forwards it.
 	CorruptRequest
+	// StallResponse forwards the request, the response headers and Fault.N
+	// bytes of the response body, then sends nothing for Fault.Delay (or
+	// until the client gives up or the proxy closes) before sending the
+	// rest: a server or link that stops mid-body.
+	StallResponse
+	// StallRequest forwards Fault.N bytes of the request body, then stops
+	// reading it for Fault.Delay (or until the client gives up or the
+	// proxy closes) before forwarding the rest: a server that stops taking
+	// an upload.
+	StallRequest
 )
 
 // Fault is one programmed failure. It applies to the next Times requests
@@ -48,8 +58,8 @@ type Fault struct {
 	Query string
 	Times int           // how many matching requests to affect; 0 means 1
 	Code  int           // Status: the HTTP status to answer with (e.g. 503)
-	N     int64         // DropRequest, DropResponse: bytes to let through; CorruptRequest: offset
-	Delay time.Duration // Stall: how long to wait
+	N     int64         // DropRequest, DropResponse, StallResponse, StallRequest: bytes to let through; CorruptRequest: offset
+	Delay time.Duration // Stall, StallResponse, StallRequest: how long to wait
 }
 
 func (f *Fault) matches(r *http.Request) bool {
@@ -245,6 +255,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *Fault) {
 			out.Body = io.NopCloser(dropped)
 		case CorruptRequest:
 			out.Body = io.NopCloser(&corruptReader{r: r.Body, at: f.N})
+		case StallRequest:
+			out.Body = io.NopCloser(&stallReader{r: r.Body, n: f.N, delay: f.Delay, done: r.Context().Done(), closed: p.closed})
 		}
 	}
 	resp, err := p.tr.RoundTrip(out)
@@ -263,6 +275,21 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *Fault) {
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
+	if f != nil && f.Kind == StallResponse {
+		_, _ = io.CopyN(w, resp.Body, f.N)
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+		t := time.NewTimer(f.Delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		case <-p.closed:
+			return
+		}
+	}
 	if f != nil && f.Kind == DropResponse {
 		_, _ = io.CopyN(w, resp.Body, f.N)
 		if fl, ok := w.(http.Flusher); ok {
@@ -324,5 +351,37 @@ func (c *corruptReader) Read(b []byte) (int, error) {
 		b[i] ^= 0xff
 	}
 	c.off += int64(n)
+	return n, err
+}
+
+// stallReader passes n bytes, then blocks for delay (or until done or
+// closed) before passing the rest.
+type stallReader struct {
+	r       io.Reader
+	n       int64
+	delay   time.Duration
+	done    <-chan struct{}
+	closed  <-chan struct{}
+	stalled bool
+}
+
+func (s *stallReader) Read(b []byte) (int, error) {
+	if s.n <= 0 && !s.stalled {
+		s.stalled = true
+		t := time.NewTimer(s.delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.done:
+			return 0, io.ErrUnexpectedEOF
+		case <-s.closed:
+			return 0, io.ErrUnexpectedEOF
+		}
+	}
+	if !s.stalled && int64(len(b)) > s.n {
+		b = b[:s.n]
+	}
+	n, err := s.r.Read(b)
+	s.n -= int64(n)
 	return n, err
 }

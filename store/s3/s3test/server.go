@@ -79,7 +79,7 @@ func Stop() {
 	defer mu.Unlock()
 	if shared != nil && shared.proc != nil {
 		_ = shared.proc.Kill()
-		<-shared.exited
+		_ = reap(shared.exited)
 		_ = os.RemoveAll(shared.dir)
 	}
 	shared, tried, startErr = nil, false, nil
@@ -220,9 +220,9 @@ func startVersitygw(bin string) (*Service, error) {
 	s := &Service{Endpoint: "http://" + addr, AccessKey: TestAccessKey, SecretKey: TestSecretKey, Region: DefaultRegion, dir: dir}
 	fail := func(why string) (*Service, error) {
 		_ = cmd.Process.Kill()
-		<-exited
+		_ = reap(exited)
 		log, _ := os.ReadFile(filepath.Join(dir, "versitygw.log"))
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("versitygw on %s %s; its output: %s", addr, why, bytes.TrimSpace(log))
 	}
 	deadline := time.Now().Add(versitygwStartup)
@@ -246,6 +246,10 @@ func startVersitygw(bin string) (*Service, error) {
 	s.proc, s.exited = cmd.Process, exited
 	return s, nil
 }
+
+// reap waits for a killed gateway to exit; its exit status only says that
+// it was killed.
+func reap(exited <-chan error) error { return <-exited }
 
 // cleanEnv is the environment without the gateway's own VGW_* settings and
 // root credentials, so that a developer's shell cannot change the server.

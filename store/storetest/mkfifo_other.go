@@ -1,0 +1,7 @@
+//go:build !unix
+
+package storetest
+
+import "errors"
+
+func mkfifo(p string) error { return errors.ErrUnsupported }
