@@ -22,7 +22,6 @@ type EncodedChunk struct {
 // methods are safe for concurrent use; each call runs on the calling
 // goroutine, and one shared codec serves every pipeline worker.
 type ChunkCodec struct {
-	level   int
 	enc     *zstd.Encoder
 	dec     *zstd.Decoder
 	scratch sync.Pool // *[]byte for the x86-filtered copy of a chunk
@@ -39,7 +38,7 @@ func NewChunkCodec(level, concurrency, chunkSize int) (*ChunkCodec, error) {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	c := &ChunkCodec{level: level}
+	c := &ChunkCodec{}
 	c.scratch.New = func() any { b := make([]byte, 0, chunkSize); return &b }
 	var err error
 	if level > 0 {
@@ -62,9 +61,14 @@ func NewChunkCodec(level, concurrency, chunkSize int) (*ChunkCodec, error) {
 	}
 	c.dec, err = zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(concurrency),
-		// A frame never legitimately decodes to more than a chunk.
+		// A frame never legitimately decodes to more than a chunk, and
+		// Decode gives DecodeAll a buffer of exactly the chunk's length:
+		// with the cap limit a frame that declares or produces more is
+		// refused at that length, so a crafted frame costs no more than
+		// its chunk.
 		zstd.WithDecoderMaxMemory(MaxChunkSize),
 		zstd.WithDecoderMaxWindow(MaxChunkSize),
+		zstd.WithDecodeAllCapLimit(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("format: zstd decoder: %w", err)
@@ -79,9 +83,6 @@ func windowFor(n int) int {
 	}
 	return w
 }
-
-// Level returns the zstd level the codec was made with.
-func (c *ChunkCodec) Level() int { return c.level }
 
 // Close releases the codec's resources.
 func (c *ChunkCodec) Close() {
@@ -107,11 +108,11 @@ func (c *ChunkCodec) Encode(raw, dst []byte, blocks []BlockDigest) EncodedChunk 
 	if IsZero(raw) {
 		ec.Zero = true
 		ec.Hash = ZeroChunkHash(len(raw))
-		zd := ZeroBlockDigest()
+		zd := zeroBlockDigest
 		for i := range ec.Blocks {
 			ec.Blocks[i] = zd
 		}
-		if rem := len(raw) % BlockSize; rem != 0 {
+		if rem := len(raw) % blockSize; rem != 0 {
 			// The short last block has its own digest.
 			ChunkHash(raw[len(raw)-rem:], ec.Blocks[n-1:])
 		}
@@ -147,10 +148,14 @@ func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, 
 		}
 		raw = payload
 	case CodecZstd, CodecZstdX86:
+		if rawLen < 1 || rawLen > MaxChunkSize {
+			return nil, fmt.Errorf("%w: chunk of %d bytes", ErrTooLarge, rawLen)
+		}
 		if cap(dst) < rawLen {
 			dst = make([]byte, 0, rawLen)
 		}
-		out, err := c.dec.DecodeAll(payload, dst[:0])
+		// The capacity is the decoding limit (WithDecodeAllCapLimit).
+		out, err := c.dec.DecodeAll(payload, dst[:0:rawLen])
 		if err != nil {
 			return nil, corruptf("zstd: %v", err)
 		}

@@ -1,18 +1,16 @@
 package format
 
-import "fmt"
-
 // Format constants. spec/FORMAT.md names each one; changing any of them
-// changes the bytes on disk and needs a new Version.
+// changes the bytes on disk and needs a new formatVersion.
 const (
-	// Version is the container format version this package writes and reads.
-	Version = 1
+	// formatVersion is the container format version this package writes and reads.
+	formatVersion = 1
 
-	// BlockSize is the granularity of block digests, the unit a catch-up
+	// blockSize is the granularity of block digests, the unit a catch-up
 	// compares: 64 KiB, as the issue tracker's catch-up work requires.
-	BlockSize = 64 << 10
-	// BlockDigestLen is how many bytes of each block's SHA-256 are kept.
-	BlockDigestLen = 8
+	blockSize = 64 << 10
+	// blockDigestLen is how many bytes of each block's SHA-256 are kept.
+	blockDigestLen = len(BlockDigest{})
 
 	// DefaultChunkSize is the default chunk size, 8 MiB. See the spec's
 	// rationale: each chunk is one independent zstd frame, and at 8 MiB
@@ -24,17 +22,17 @@ const (
 	DefaultChunkSize = 8 << 20
 	// MinChunkSize and MaxChunkSize bound the chunk size; it must be a power
 	// of two.
-	MinChunkSize = BlockSize
+	MinChunkSize = blockSize
 	MaxChunkSize = 64 << 20
 
 	// DefaultSegmentSize is the size after which a data segment is closed
 	// and a new one begun: 1 GiB keeps a 4 TiB device under ~4,100 objects.
 	DefaultSegmentSize = 1 << 30
-	// MaxFramesPerSegment also closes a segment: with chunks that compress
+	// maxFramesPerSegment also closes a segment: with chunks that compress
 	// to a few bytes, the segment size alone would let one segment (and
 	// its index, built in memory) grow with the device. 4096 frames of
 	// 8 MiB chunks index 32 GiB in about 4.4 MB.
-	MaxFramesPerSegment = 4096
+	maxFramesPerSegment = 4096
 	// MinSegmentSize bounds --segment-size from below (small segments are for
 	// tests and test vectors; real images use the defaults).
 	MinSegmentSize = 64 << 10
@@ -46,9 +44,6 @@ const (
 	// ManifestKey is the manifest's key in a store.
 	ManifestKey = "manifest.ssm"
 )
-
-// ManifestCopyKey returns the key of redundant manifest copy n (n ≥ 1).
-func ManifestCopyKey(n int) string { return fmt.Sprintf("%s.%d", ManifestKey, n) }
 
 // Magic numbers.
 var (
@@ -69,9 +64,10 @@ const (
 	CodecZstdX86 Codec = 3 // payload is one zstd frame of the x86-filtered bytes (x86.go)
 )
 
-// Valid reports whether c is a codec this version reads.
-func (c Codec) Valid() bool { return c >= CodecRaw && c <= CodecZstdX86 }
+// valid reports whether c is a codec this version reads.
+func (c Codec) valid() bool { return c >= CodecRaw && c <= CodecZstdX86 }
 
+// String returns the codec's name, for messages.
 func (c Codec) String() string {
 	switch c {
 	case CodecRaw:
@@ -91,16 +87,17 @@ type Kind uint8
 const (
 	KindZero   Kind = 0 // all zero, not stored
 	KindStored Kind = 1 // stored in a data segment of this image
-	KindBase   Kind = 2 // unchanged from the base image (delta images, reserved)
+	kindBase   Kind = 2 // unchanged from the base image (delta images, reserved)
 )
 
+// String returns the kind's name, for messages.
 func (k Kind) String() string {
 	switch k {
 	case KindZero:
 		return "zero"
 	case KindStored:
 		return "stored"
-	case KindBase:
+	case kindBase:
 		return "base"
 	}
 	return "unknown"

@@ -2,15 +2,24 @@
 // io.Writer, io.Reader, io.ReaderAt and []byte. It owns the magic numbers and
 // version, the chunk hash (a two-level SHA-256 tree over 64 KiB blocks), chunk
 // frames (raw or zstd, chosen per chunk), segment files with their trailing
-// index and footer, the manifest and its encode/decode, and the sentinel and
-// typed errors that say what is damaged and where.
+// index and footer, parity segments with their row CRCs, the manifest and its
+// encode/decode, the keys of an image's files (SegmentID, the one place keys
+// are made and parsed), and the sentinel and typed errors that say what is
+// damaged and where ([ChunkError], [SegmentError]), with [IsDamage], the one
+// answer to "is this damage or an operational failure?".
+//
+// Readers here check every count and size before they allocate or decode:
+// a manifest is read no further than its preamble's counts allow, a segment
+// index no longer than the manifest says, and a frame is decoded with an
+// output limit of its chunk's length. Package seed builds the verified image
+// reader on these codecs.
 //
 // The byte layout is specified in spec/FORMAT.md; every constant here is named
 // there. This package never opens files, devices or network connections, and
 // must not import package store: the engine hands it writers and readers.
 //
 // Work that can run in parallel (hashing, compression) is exposed as pure
-// functions ([Codec.Encode], [Codec.Decode]) so a pipeline's workers can call
-// them concurrently; the ordered part ([ImageWriter], [SegmentWriter]) only
+// functions ([ChunkCodec.Encode], [ChunkCodec.Decode]) so a pipeline's workers can call
+// them concurrently; the ordered part ([ImageWriter]) only
 // appends finished frames and never seeks back.
 package format

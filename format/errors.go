@@ -15,16 +15,15 @@ var (
 	ErrVersion = errors.New("format: unsupported format version")
 	// ErrCorrupt means a structure failed a consistency or hash check.
 	ErrCorrupt = errors.New("format: corrupt data")
-	// ErrChecksum means a chunk decoded but its hash does not match the
-	// manifest.
-	ErrChecksum = errors.New("format: chunk hash mismatch")
+	// ErrChecksum means data does not hash to what the manifest records:
+	// a chunk that decoded but fails its chunk hash, or a device whose
+	// whole-source SHA-256 differs.
+	ErrChecksum = errors.New("format: hash mismatch")
 	// ErrTooLarge means a declared length exceeds the format's limits; it
 	// protects readers from hostile sizes.
 	ErrTooLarge = errors.New("format: declared size exceeds limit")
-	// ErrWriterClosed is returned by writes after Close.
-	ErrWriterClosed = errors.New("format: write after close")
-	// ErrOrder is returned when chunks are added out of order.
-	ErrOrder = errors.New("format: chunks must be added in index order")
+	// errWriterClosed is returned by writes after Close.
+	errWriterClosed = errors.New("format: write after close")
 )
 
 // ChunkError reports a damaged chunk: which one, the byte range of the
@@ -37,6 +36,8 @@ type ChunkError struct {
 	Err     error  // the cause, e.g. ErrChecksum or ErrCorrupt
 }
 
+// Error names the chunk, the source bytes it covers, its segment and the
+// cause.
 func (e *ChunkError) Error() string {
 	return fmt.Sprintf("chunk %d (source bytes %d-%d, segment %d): %v",
 		e.Index, e.Offset, e.Offset+e.Length-1, e.Segment, e.Err)
@@ -47,4 +48,52 @@ func (e *ChunkError) Unwrap() error { return e.Err }
 
 func corruptf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
+
+// SegmentError reports damage to one segment as a whole (its header,
+// index or footer, its size, or its absence) or to some of its parity
+// rows, as opposed to one chunk's data ([ChunkError]).
+type SegmentError struct {
+	ID SegmentID
+	// Rows lists the damaged parity rows of a parity segment; nil means
+	// the whole segment (every row), empty means none (a damaged header:
+	// rewriting the segment fixes it, no row is lost).
+	Rows []int
+	Err  error // the cause
+}
+
+// Error names the segment's key and the cause.
+func (e *SegmentError) Error() string {
+	return fmt.Sprintf("segment %s: %v", e.ID.Key(), e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *SegmentError) Unwrap() error { return e.Err }
+
+// IsDamage reports whether err is damage of an image (a chunk, a segment
+// or a manifest that is missing, truncated, corrupt or fails its hash), as
+// opposed to an operational failure (a network error, a full disk, a
+// cancelled context) or bad input (a file that is not an image, an
+// unsupported version). It is the one answer to that question for every
+// package.
+//
+// Damage is told by its cause: ErrCorrupt, ErrChecksum, ErrMissing or
+// ErrTooLarge anywhere in the chain; and a wrong magic or version
+// (ErrFormat, ErrVersion) inside a [ChunkError] or [SegmentError], because
+// in a segment of an image whose manifest was read they are damage, while
+// for a file given as an image they mean "not an image". A chunk or
+// segment error with any other cause (a network failure while reading it)
+// is not damage.
+func IsDamage(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, ErrCorrupt) || errors.Is(err, ErrChecksum) ||
+		errors.Is(err, ErrMissing) || errors.Is(err, ErrTooLarge) {
+		return true
+	}
+	var ce *ChunkError
+	var se *SegmentError
+	return (errors.As(err, &ce) || errors.As(err, &se)) &&
+		(errors.Is(err, ErrFormat) || errors.Is(err, ErrVersion))
 }

@@ -60,7 +60,7 @@ func buildImage(t testing.TB, src []byte, chunk int, segSize int64) (*Manifest, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := make([]BlockDigest, chunk/BlockSize+1)
+	blocks := make([]BlockDigest, chunk/blockSize+1)
 	for off := 0; off < len(src); off += chunk {
 		raw := src[off:min(off+chunk, len(src))]
 		ec := codec.Encode(raw, nil, blocks)
@@ -87,7 +87,7 @@ func restoreImage(t testing.TB, m *Manifest, segs memSegments) ([]byte, []error)
 	out := make([]byte, m.Header.Size)
 	var errs []error
 	for seg, chunks := range m.SegmentChunks() {
-		sb := segs[SegmentKey(seg)]
+		sb := segs[DataID(seg).Key()]
 		var r io.Reader = bytes.NewReader(nil)
 		if sb != nil {
 			r = bytes.NewReader(sb.Bytes())
@@ -104,7 +104,7 @@ func restoreImage(t testing.TB, m *Manifest, segs memSegments) ([]byte, []error)
 			var f Frame
 			var err error
 			f, buf, err = sc.Next(buf)
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {
@@ -119,7 +119,7 @@ func restoreImage(t testing.TB, m *Manifest, segs memSegments) ([]byte, []error)
 			}
 			copy(out[off:], raw)
 		}
-		if err := sc.Finish(); err != nil {
+		if _, err := sc.Finish(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -171,7 +171,7 @@ func TestDamageIsLocated(t *testing.T) {
 	if c.Kind != KindStored {
 		t.Fatalf("chunk 4 is %v", c.Kind)
 	}
-	seg := segs[SegmentKey(c.Segment)].Bytes()
+	seg := segs[DataID(c.Segment).Key()].Bytes()
 	seg[c.Offset+FrameHeaderSize+int64(c.PayloadLen)/2] ^= 0x40
 	_, errs := restoreImage(t, m, segs)
 	if len(errs) != 1 {
@@ -187,7 +187,7 @@ func TestTruncatedSegment(t *testing.T) {
 	chunk := 1 << 20
 	src := testSource(6<<20, chunk, 3)
 	m, segs, _ := buildImage(t, src, chunk, 1<<30)
-	b := segs[SegmentKey(0)]
+	b := segs[DataID(0).Key()]
 	b.Truncate(int(m.Chunks[4].Offset) + 10)
 	_, errs := restoreImage(t, m, segs)
 	// chunks 4 and 5 are lost, and Finish reports the truncation.
@@ -239,10 +239,10 @@ func TestRequiresUnknownFeature(t *testing.T) {
 }
 
 func TestChunkHashTree(t *testing.T) {
-	raw := testSource(BlockSize*3+5, BlockSize, 9)
+	raw := testSource(blockSize*3+5, blockSize, 9)
 	var digests []byte
-	for off := 0; off < len(raw); off += BlockSize {
-		d := sha256.Sum256(raw[off:min(off+BlockSize, len(raw))])
+	for off := 0; off < len(raw); off += blockSize {
+		d := sha256.Sum256(raw[off:min(off+blockSize, len(raw))])
 		digests = append(digests, d[:]...)
 	}
 	want := sha256.Sum256(digests)
@@ -250,7 +250,7 @@ func TestChunkHashTree(t *testing.T) {
 	if got := ChunkHash(raw, blocks); got != want {
 		t.Fatal("chunk hash is not SHA-256 over block SHA-256s")
 	}
-	if ZeroChunkHash(BlockSize*2+3) != ChunkHash(make([]byte, BlockSize*2+3), nil) {
+	if ZeroChunkHash(blockSize*2+3) != ChunkHash(make([]byte, blockSize*2+3), nil) {
 		t.Fatal("ZeroChunkHash disagrees with ChunkHash of zeros")
 	}
 }
@@ -258,8 +258,8 @@ func TestChunkHashTree(t *testing.T) {
 func TestSegmentIndexReadAt(t *testing.T) {
 	src := testSource(5<<20, 1<<20, 5)
 	m, segs, _ := buildImage(t, src, 1<<20, 1<<30)
-	b := segs[SegmentKey(0)].Bytes()
-	f, entries, err := ReadSegmentIndex(bytes.NewReader(b), int64(len(b)))
+	b := segs[DataID(0).Key()].Bytes()
+	f, entries, err := readDataIndex(bytes.NewReader(b), int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +267,8 @@ func TestSegmentIndexReadAt(t *testing.T) {
 		t.Fatalf("frames %d, entries %d", f.Frames, len(entries))
 	}
 	for _, e := range entries {
-		fr, err := ReadFrame(bytes.NewReader(b), m, e.Index)
+		c := m.Chunks[e.Index]
+		fr, err := m.ParseFrame(e.Index, b[c.Offset:c.Offset+c.FrameLen()])
 		if err != nil || fr.Index != e.Index {
 			t.Fatal(err)
 		}
@@ -278,7 +279,7 @@ func TestSegmentIndexReadAt(t *testing.T) {
 }
 
 // TestSegmentFrameLimit checks that chunks compressing to a few bytes do
-// not pile up in one segment: a segment closes at MaxFramesPerSegment
+// not pile up in one segment: a segment closes at maxFramesPerSegment
 // frames, so its in-memory index stays bounded whatever the device size.
 func TestSegmentFrameLimit(t *testing.T) {
 	codec, _ := NewChunkCodec(3, 1, MinChunkSize)
@@ -290,7 +291,7 @@ func TestSegmentFrameLimit(t *testing.T) {
 	}
 	raw := bytes.Repeat([]byte("a very compressible chunk "), MinChunkSize/26+1)[:MinChunkSize]
 	blocks := make([]BlockDigest, 1)
-	n := MaxFramesPerSegment + 10
+	n := maxFramesPerSegment + 10
 	for range n {
 		ec := codec.Encode(raw, nil, blocks)
 		if err := w.Add(&ec); err != nil {
@@ -301,7 +302,7 @@ func TestSegmentFrameLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Segments) != 2 || m.Segments[0].Frames != MaxFramesPerSegment || m.Segments[1].Frames != 10 {
-		t.Fatalf("segments %+v; want %d frames, then 10", m.Segments, MaxFramesPerSegment)
+	if len(m.Segments) != 2 || m.Segments[0].Frames != maxFramesPerSegment || m.Segments[1].Frames != 10 {
+		t.Fatalf("segments %+v; want %d frames, then 10", m.Segments, maxFramesPerSegment)
 	}
 }

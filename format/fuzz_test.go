@@ -46,7 +46,7 @@ func FuzzDecodeManifest(f *testing.F) {
 func FuzzSegmentIndex(f *testing.F) {
 	seedFiles(f, "data/*.seg")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		footer, entries, err := ReadSegmentIndex(bytes.NewReader(b), int64(len(b)))
+		footer, entries, err := readDataIndex(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			return
 		}
@@ -81,7 +81,7 @@ func FuzzFrame(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, frame, want []byte) {
-		fh, err := ParseFrameHeader(frame)
+		fh, err := parseFrameHeader(frame)
 		if err != nil {
 			return
 		}
@@ -126,7 +126,7 @@ func FuzzSegmentScanner(f *testing.F) {
 			b = b[:len(b)-int(cut)%len(b)]
 		}
 		damaged := !bytes.Equal(b, seg)
-		_, errs := restoreImage(t, m, memSegments{SegmentKey(0): bytes.NewBuffer(b)})
+		_, errs := restoreImage(t, m, memSegments{DataID(0).Key(): bytes.NewBuffer(b)})
 		if damaged && len(errs) == 0 {
 			t.Fatalf("damage at %d (xor %#x, cut %d) not reported", p, xor, cut)
 		}
@@ -142,14 +142,14 @@ func FuzzSegmentScanner(f *testing.F) {
 func FuzzParityIndex(f *testing.F) {
 	seedFiles(f, "parity/*.par")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		idx, err := ReadParityIndex(bytes.NewReader(b), int64(len(b)), Hash{})
+		idx, err := readParityIndex(bytes.NewReader(b), int64(len(b)), Hash{}, -1)
 		if err != nil {
 			return
 		}
 		if len(idx.Data) != idx.K || len(idx.CRC) != idx.K+idx.M {
 			t.Fatalf("accepted an inconsistent index: K=%d M=%d, %d data refs, %d CRC rows", idx.K, idx.M, len(idx.Data), len(idx.CRC))
 		}
-		tr := ParityTrailer(idx, idx.J)
+		tr := idx.Trailer(idx.J)
 		if !bytes.Equal(tr, b[len(b)-len(tr):]) {
 			t.Fatal("accepted index does not re-encode to the bytes it came from")
 		}

@@ -8,10 +8,10 @@ import (
 // Hash is a SHA-256 digest.
 type Hash [32]byte
 
-// BlockDigest is a truncated block hash: the first BlockDigestLen bytes of
+// BlockDigest is a truncated block hash: the first 8 bytes of
 // the SHA-256 of a 64 KiB block. It finds changed source blocks during a
 // catch-up; integrity rests on the full chunk hash, not on these.
-type BlockDigest [BlockDigestLen]byte
+type BlockDigest [8]byte
 
 // zeroBuf is a shared all-zero buffer, read only; 1 MiB keeps the
 // comparison loop's overhead negligible without holding a chunk's worth.
@@ -37,14 +37,14 @@ func IsZero(b []byte) bool {
 // One SHA-256 pass over the data yields both the chunk hash and the block
 // digests, which is why the hash is a tree rather than a flat SHA-256.
 func ChunkHash(raw []byte, blocks []BlockDigest) Hash {
-	var digests [MaxChunkSize / BlockSize * 32]byte
+	var digests [MaxChunkSize / blockSize * 32]byte
 	n := 0
-	for off := 0; off < len(raw); off += BlockSize {
-		end := min(off+BlockSize, len(raw))
+	for off := 0; off < len(raw); off += blockSize {
+		end := min(off+blockSize, len(raw))
 		d := sha256.Sum256(raw[off:end])
 		copy(digests[n*32:], d[:])
 		if blocks != nil {
-			copy(blocks[n][:], d[:BlockDigestLen])
+			copy(blocks[n][:], d[:blockDigestLen])
 		}
 		n++
 	}
@@ -52,20 +52,20 @@ func ChunkHash(raw []byte, blocks []BlockDigest) Hash {
 }
 
 // NumBlocks returns how many blocks a chunk of rawLen bytes has.
-func NumBlocks(rawLen int) int { return (rawLen + BlockSize - 1) / BlockSize }
+func NumBlocks(rawLen int) int { return (rawLen + blockSize - 1) / blockSize }
 
 // The digest of an all-zero block is computed once.
 var (
-	zeroBlockHash   = sha256.Sum256(zeroBuf[:BlockSize])
-	zeroBlockDigest = BlockDigest(zeroBlockHash[:BlockDigestLen])
+	zeroBlockHash   = sha256.Sum256(zeroBuf[:blockSize])
+	zeroBlockDigest = BlockDigest(zeroBlockHash[:blockDigestLen])
 )
 
 // ZeroChunkHash returns the chunk hash of rawLen zero bytes without reading
 // them: every full block has the same digest.
 func ZeroChunkHash(rawLen int) Hash {
 	h := sha256.New()
-	for rem := rawLen; rem > 0; rem -= BlockSize {
-		if rem >= BlockSize {
+	for rem := rawLen; rem > 0; rem -= blockSize {
+		if rem >= blockSize {
 			h.Write(zeroBlockHash[:])
 		} else {
 			d := sha256.Sum256(zeroBuf[:rem]) // rem < BlockSize
@@ -77,5 +77,4 @@ func ZeroChunkHash(rawLen int) Hash {
 	return out
 }
 
-// ZeroBlockDigest returns the truncated digest of a full all-zero block.
-func ZeroBlockDigest() BlockDigest { return zeroBlockDigest }
+func sha256Sum(b []byte) Hash { return sha256.Sum256(b) }

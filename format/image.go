@@ -8,8 +8,11 @@ import (
 )
 
 // SegmentCreator opens the destination of a new data segment under key.
-// Close on the returned writer must report whether the segment was stored
-// completely and durably.
+// Close on the returned writer ends the segment. A creator may store
+// segments synchronously (Close then reports whether the segment was
+// stored completely and durably) or in the background (a capture's
+// uploader: Close then reports only failures of earlier segments, and the
+// creator itself says when every segment has arrived).
 type SegmentCreator func(key string) (io.WriteCloser, error)
 
 // ImageWriter lays encoded chunks, in index order, into data segments,
@@ -27,17 +30,18 @@ type ImageWriter struct {
 	zeros    uint64
 	stored   int64
 
-	cur  *SegmentWriter
+	cur  *segmentWriter
 	curW io.WriteCloser
 
 	geo         Geometry
-	enc         *StripeEncoder // nil without parity
+	enc         *stripeEncoder // nil without parity
 	writeParity func(*ParitySegment) error
 	parity      []SegmentSummary
 	parityBytes int64
 	pending     bool // the stripe encoder holds shards not yet flushed
 	reserved    bool // the stripe encoder's buffers are sized
-	onSegment   func(SegmentSummary, uint64) error
+	onSegment   func(SegmentDone) error
+	digest      storedDigest
 	next        uint32
 	err         error
 	closed      bool
@@ -54,12 +58,22 @@ func NewImageWriter(create SegmentCreator, imageID [16]byte, segmentSize int64, 
 		chunks: make([]ChunkEntry, 0, min(expectChunks, 1<<24))}, nil
 }
 
+// ParityShardSize is the most a data segment of an image with the given
+// segment and chunk sizes holds, and so the size of each parity
+// accumulator: the segment size, one more frame, the index of its frames
+// and the footer.
+func ParityShardSize(segmentSize int64, chunkSize int) int64 {
+	frame := int64(FrameHeaderSize + chunkSize)
+	entry := int64(indexEntryFixed + NumBlocks(chunkSize)*blockDigestLen)
+	return segmentSize + frame + maxFramesPerSegment*entry + FooterSize
+}
+
 // SetParity makes the writer compute Reed-Solomon parity of geometry g
 // over its data segments (spec §9) and hand each finished parity segment to
-// write, after the stripe's data segments are stored and before the next
+// write, once the stripe's last data segment is closed and before the next
 // stripe's first one begins. Call it before the first Add.
 func (w *ImageWriter) SetParity(g Geometry, write func(*ParitySegment) error) error {
-	enc, err := NewStripeEncoder(g)
+	enc, err := newStripeEncoder(g)
 	if err != nil {
 		return err
 	}
@@ -74,7 +88,7 @@ func (w *ImageWriter) SetParity(g Geometry, write func(*ParitySegment) error) er
 // segment; zero chunks only get a table entry.
 func (w *ImageWriter) Add(ec *EncodedChunk) error {
 	if w.closed {
-		return ErrWriterClosed
+		return errWriterClosed
 	}
 	if w.err != nil {
 		return w.err
@@ -90,13 +104,11 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 		// index of its frames and the footer: size the parity buffers
 		// once, so they are never regrown (and the old ones left to
 		// the collector) while a stripe streams by.
-		frame := int64(FrameHeaderSize + ec.RawLen)
-		entry := int64(indexEntryFixed + NumBlocks(ec.RawLen)*BlockDigestLen)
-		w.enc.Reserve(w.segmentSize + frame + MaxFramesPerSegment*entry + FooterSize)
+		w.enc.reserve(ParityShardSize(w.segmentSize, ec.RawLen))
 		w.reserved = true
 	}
 	if w.cur == nil {
-		key := SegmentKey(w.next)
+		key := DataID(w.next).Key()
 		wc, err := w.create(key)
 		if err != nil {
 			w.err = fmt.Errorf("format: create %s: %w", key, err)
@@ -105,63 +117,74 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 		w.curW = wc
 		var sw io.Writer = wc
 		if w.enc != nil {
-			_, pos := w.geo.Stripe(w.next)
+			_, pos := w.geo.Stripe(DataID(w.next))
 			if pos == 0 {
-				w.enc.Reset()
+				w.enc.reset()
 			}
-			w.enc.BeginShard(pos, w.next)
+			w.enc.beginShard(pos, w.next)
 			w.pending = true
 			sw = io.MultiWriter(wc, w.enc)
 		}
-		w.cur = NewSegmentWriter(sw, w.next, w.imageID)
+		w.cur = newSegmentWriter(sw, w.next, w.imageID)
 		w.next++
 	}
-	off, err := w.cur.WriteChunk(index, ec)
+	off, err := w.cur.writeChunk(index, ec)
 	if err != nil {
 		w.err = err
 		return err
 	}
 	w.chunks = append(w.chunks, ChunkEntry{Hash: ec.Hash, Offset: off, Segment: w.cur.number,
 		PayloadLen: uint32(len(ec.Payload)), Kind: KindStored, Codec: ec.Codec})
-	// A segment closes at the segment size, or at MaxFramesPerSegment
+	// A segment closes at the segment size, or at maxFramesPerSegment
 	// frames, so that its index (held in memory until it is written)
 	// stays small however well the chunks compress.
-	if w.cur.Size() >= w.segmentSize || w.cur.frames >= MaxFramesPerSegment {
+	if w.cur.size() >= w.segmentSize || w.cur.frames >= maxFramesPerSegment {
 		w.err = w.closeSegment()
 	}
 	return w.err
 }
 
 func (w *ImageWriter) closeSegment() error {
-	sum, err := w.cur.Close()
+	sum, err := w.cur.close()
 	if cerr := w.curW.Close(); err == nil {
 		err = cerr
 	}
 	w.cur, w.curW = nil, nil
 	if err != nil {
-		return fmt.Errorf("format: close %s: %w", SegmentKey(sum.Number), err)
+		return fmt.Errorf("format: close %s: %w", DataID(sum.Number).Key(), err)
 	}
 	w.segments = append(w.segments, sum)
+	w.digest.add(sum)
 	w.stored += sum.Size
 	if w.enc != nil {
-		w.enc.EndShard()
-		if _, pos := w.geo.Stripe(sum.Number); pos == w.geo.K-1 {
+		w.enc.endShard()
+		if _, pos := w.geo.Stripe(DataID(sum.Number)); pos == w.geo.K-1 {
 			if err := w.flushStripe(); err != nil {
 				return err
 			}
 		}
 	}
 	if w.onSegment != nil {
-		return w.onSegment(sum, uint64(len(w.chunks)))
+		return w.onSegment(SegmentDone{Segment: sum, Chunks: uint64(len(w.chunks)), Stored: w.digest.sum()})
 	}
 	return nil
 }
 
-// OnSegment registers fn, called after each data segment (and, when it
-// completes a stripe, the stripe's parity) is stored, with the segment's
-// summary and the number of chunks recorded so far. A capture uses it to
-// checkpoint progress for resuming.
-func (w *ImageWriter) OnSegment(fn func(sum SegmentSummary, chunks uint64) error) { w.onSegment = fn }
+// SegmentDone describes the image after a data segment was closed.
+type SegmentDone struct {
+	Segment SegmentSummary // the segment just closed
+	Chunks  uint64         // chunks recorded so far; the last is the segment's last frame
+	// Stored is [StoredDigest] of the data segments closed so far and of
+	// the parity segments written so far.
+	Stored Hash
+}
+
+// OnSegment registers fn, called after each data segment is closed (its
+// writer's Close returned) and, when it completes a stripe, after the
+// stripe's parity segments were handed to the parity writer. With a
+// creator that stores in the background the segment may still be in
+// flight: a capture's checkpoint waits for it before recording it.
+func (w *ImageWriter) OnSegment(fn func(SegmentDone) error) { w.onSegment = fn }
 
 // ResumeState is what a resumed capture recovers from stored segments:
 // the chunk table up to the last stored segment's last chunk, the data
@@ -182,10 +205,11 @@ func (w *ImageWriter) Resume(st ResumeState, read func(n uint32) (io.ReadCloser,
 		return fmt.Errorf("format: Resume after Add")
 	}
 	for i, s := range st.Segments {
-		if s.Number != uint32(i) {
+		if s.Number != uint32(i) || s.Kind != SegmentData {
 			return fmt.Errorf("format: resume: segment %d numbered %d", i, s.Number)
 		}
 		w.stored += s.Size
+		w.digest.add(s)
 	}
 	for _, c := range st.Chunks {
 		if c.Kind == KindZero {
@@ -194,6 +218,7 @@ func (w *ImageWriter) Resume(st ResumeState, read func(n uint32) (io.ReadCloser,
 	}
 	for _, p := range st.Parity {
 		w.parityBytes += p.Size
+		w.digest.add(p)
 	}
 	w.chunks = append(w.chunks, st.Chunks...)
 	w.segments = append(w.segments, st.Segments...)
@@ -202,27 +227,27 @@ func (w *ImageWriter) Resume(st ResumeState, read func(n uint32) (io.ReadCloser,
 	if w.enc == nil || w.next == 0 {
 		return nil
 	}
-	stripe, pos := w.geo.Stripe(w.next)
+	stripe, pos := w.geo.Stripe(DataID(w.next))
 	if pos == 0 {
 		return nil // the last stored segment completed its stripe
 	}
-	w.enc.Reset()
+	w.enc.reset()
 	for p := range pos {
 		n := stripe*uint32(w.geo.K) + uint32(p)
 		rc, err := read(n)
 		if err != nil {
-			return fmt.Errorf("format: resume: read %s: %w", SegmentKey(n), err)
+			return fmt.Errorf("format: resume: read %s: %w", DataID(n).Key(), err)
 		}
-		w.enc.BeginShard(p, n)
+		w.enc.beginShard(p, n)
 		k, err := io.Copy(w.enc, rc)
 		rc.Close()
 		if err == nil && k != st.Segments[n].Size {
 			err = fmt.Errorf("%d bytes, want %d", k, st.Segments[n].Size)
 		}
 		if err != nil {
-			return fmt.Errorf("format: resume: read %s: %w", SegmentKey(n), err)
+			return fmt.Errorf("format: resume: read %s: %w", DataID(n).Key(), err)
 		}
-		w.enc.EndShard()
+		w.enc.endShard()
 	}
 	w.pending = true
 	return nil
@@ -230,14 +255,15 @@ func (w *ImageWriter) Resume(st ResumeState, read func(n uint32) (io.ReadCloser,
 
 // flushStripe finishes the current stripe's parity and writes it out.
 func (w *ImageWriter) flushStripe() error {
-	stripe, _ := w.geo.Stripe(w.segments[len(w.segments)-1].Number)
-	segs := w.enc.Finish(stripe, w.imageID)
+	stripe, _ := w.geo.Stripe(DataID(w.segments[len(w.segments)-1].Number))
+	segs := w.enc.finish(stripe, w.imageID)
 	for i := range segs {
 		if err := w.writeParity(&segs[i]); err != nil {
-			return fmt.Errorf("format: write %s: %w", ParityKey(segs[i].Number), err)
+			return fmt.Errorf("format: write %s: %w", ParityID(segs[i].Number).Key(), err)
 		}
-		sum := segs[i].Summary()
+		sum := segs[i].summary()
 		w.parity = append(w.parity, sum)
+		w.digest.add(sum)
 		w.parityBytes += sum.Size
 	}
 	w.pending = false
@@ -250,7 +276,7 @@ func (w *ImageWriter) flushStripe() error {
 // returns the sticky error.
 func (w *ImageWriter) Abort(cause error) error {
 	if aw, ok := w.curW.(interface{ CloseWithError(error) error }); ok {
-		aw.CloseWithError(cause)
+		_ = aw.CloseWithError(cause) // the cause is already known
 	}
 	w.cur, w.curW = nil, nil
 	w.closed = true
@@ -263,7 +289,7 @@ func (w *ImageWriter) Abort(cause error) error {
 // returned.
 func (w *ImageWriter) Finish(hdr Header) (*Manifest, error) {
 	if w.closed {
-		return nil, ErrWriterClosed
+		return nil, errWriterClosed
 	}
 	if w.err == nil && w.cur != nil {
 		w.err = w.closeSegment()
@@ -275,16 +301,16 @@ func (w *ImageWriter) Finish(hdr Header) (*Manifest, error) {
 	if w.err != nil {
 		return nil, w.err
 	}
-	hdr.Format, hdr.Version = "seedship", Version
+	hdr.Format, hdr.Version = "seedship", formatVersion
 	hdr.ImageID = hex.EncodeToString(w.imageID[:])
-	hdr.BlockSize, hdr.BlockDigestLen, hdr.ChunkHash = BlockSize, BlockDigestLen, "sha256-tree"
+	hdr.BlockSize, hdr.BlockDigestLen, hdr.ChunkHash = blockSize, blockDigestLen, "sha256-tree"
 	hdr.SegmentSize = w.segmentSize
 	hdr.Chunks, hdr.ZeroChunks, hdr.StoredBytes = uint64(len(w.chunks)), w.zeros, w.stored
 	if w.enc != nil {
-		hdr.Parity = &Parity{Data: w.geo.K, Parity: w.geo.M, RowSize: w.geo.RowSize, Matrix: ParityMatrix}
+		hdr.Parity = &Parity{Data: w.geo.K, Parity: w.geo.M, RowSize: w.geo.RowSize, Matrix: parityMatrix}
 		hdr.ParityBytes = w.parityBytes
-		if !slices.Contains(hdr.Requires, FeatureParity) {
-			hdr.Requires = append(hdr.Requires, FeatureParity)
+		if !slices.Contains(hdr.Requires, featureParity) {
+			hdr.Requires = append(hdr.Requires, featureParity)
 		}
 	}
 	m := &Manifest{Header: hdr, Chunks: w.chunks, Segments: w.segments, Parity: w.parity}

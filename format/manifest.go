@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -68,6 +70,10 @@ type Source struct {
 	Model      string   `json:"model,omitempty"`
 	ByID       []string `json:"by_id,omitempty"`
 	Host       string   `json:"host,omitempty"`
+	// InUse records that the source was captured with --allow-in-use: it
+	// may have been mounted or written during the capture, so the image
+	// need not be a consistent state of any moment.
+	InUse bool `json:"in_use,omitempty"`
 }
 
 // Parity records Reed-Solomon parity (spec: "Parity", feature "parity-rs").
@@ -105,7 +111,7 @@ func (c ChunkEntry) FrameLen() int64 {
 
 // Manifest is the decoded manifest: metadata, the chunk table and the
 // segment table. Hash is the SHA-256 of the encoded manifest, set by
-// [Manifest.Encode] and [DecodeManifest].
+// [Manifest.Marshal], [DecodeManifest] and [ReadManifestBytes].
 type Manifest struct {
 	Header   Header
 	Chunks   []ChunkEntry
@@ -115,7 +121,7 @@ type Manifest struct {
 }
 
 // supportedFeatures lists the Requires entries this reader implements.
-var supportedFeatures = []string{FeatureParity}
+var supportedFeatures = []string{featureParity}
 
 // ChunkRange returns the source byte range chunk i covers.
 func (m *Manifest) ChunkRange(i uint64) (off, length int64) {
@@ -135,8 +141,8 @@ func (m *Manifest) ImageID() ([16]byte, error) {
 	return id, nil
 }
 
-// Segment returns the summary of data segment n.
-func (m *Manifest) Segment(n uint32) (SegmentSummary, bool) { return findSegment(m.Segments, n) }
+// dataSegment returns the summary of data segment n.
+func (m *Manifest) dataSegment(n uint32) (SegmentSummary, bool) { return findSegment(m.Segments, n) }
 
 // findSegment looks n up in a table sorted by segment number.
 func findSegment(table []SegmentSummary, n uint32) (SegmentSummary, bool) {
@@ -147,16 +153,6 @@ func findSegment(table []SegmentSummary, n uint32) (SegmentSummary, bool) {
 		return SegmentSummary{}, false
 	}
 	return table[i], true
-}
-
-// Encode writes the manifest to w and sets m.Hash.
-func (m *Manifest) Encode(w io.Writer) error {
-	b, err := m.Marshal()
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
 }
 
 // Marshal returns the encoded manifest and sets m.Hash.
@@ -173,7 +169,7 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	b := make([]byte, 0, n)
 	var pre [manifestPreambleSize]byte
 	copy(pre[:], manifestMagic[:])
-	binary.LittleEndian.PutUint16(pre[8:], Version)
+	binary.LittleEndian.PutUint16(pre[8:], formatVersion)
 	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hj)))
 	binary.LittleEndian.PutUint64(pre[16:], uint64(len(m.Chunks)))
 	binary.LittleEndian.PutUint32(pre[24:], uint32(nseg))
@@ -191,7 +187,7 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	var se [segmentEntrySize]byte
 	for _, s := range append(m.Segments[:len(m.Segments):len(m.Segments)], m.Parity...) {
 		binary.LittleEndian.PutUint32(se[0:], s.Number)
-		se[4] = s.Kind
+		se[4] = byte(s.Kind)
 		binary.LittleEndian.PutUint64(se[8:], uint64(s.Size))
 		binary.LittleEndian.PutUint32(se[16:], s.Frames)
 		copy(se[24:], s.IndexHash[:])
@@ -203,17 +199,62 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	return b, nil
 }
 
-// ReadManifest reads a whole manifest from r (at most MaxManifestSize
-// bytes) and decodes it.
-func ReadManifest(r io.Reader) (*Manifest, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxManifestSize+1))
+// ReadManifestBytes reads a whole manifest from r, decodes it, and also
+// returns its encoded bytes, for writing intact copies verbatim. It reads
+// the 32-byte preamble first and refuses a wrong magic or version, or
+// counts that make the manifest longer than MaxManifestSize, before
+// reading on; the rest is read only up to the length the counts give, so
+// neither a huge file nor hostile counts make it allocate more than the
+// manifest's real bytes.
+func ReadManifestBytes(r io.Reader) (*Manifest, []byte, error) {
+	pre := make([]byte, manifestPreambleSize)
+	n, err := io.ReadFull(r, pre)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return nil, nil, fmt.Errorf("format: read manifest: %w", err)
+	}
+	if n < manifestPreambleSize {
+		m, err := DecodeManifest(pre[:n]) // too short: says why
+		return m, nil, err
+	}
+	want, err := manifestLength(pre)
 	if err != nil {
-		return nil, fmt.Errorf("format: read manifest: %w", err)
+		return nil, nil, err
 	}
-	if len(b) > MaxManifestSize {
-		return nil, fmt.Errorf("%w: manifest over %d bytes", ErrTooLarge, MaxManifestSize)
+	b := bytes.NewBuffer(make([]byte, 0, min(want, 1<<20)))
+	b.Write(pre)
+	if _, err := io.Copy(b, io.LimitReader(r, want-manifestPreambleSize+1)); err != nil {
+		return nil, nil, fmt.Errorf("format: read manifest: %w", err)
 	}
-	return DecodeManifest(b)
+	if int64(b.Len()) > want {
+		return nil, nil, corruptf("manifest is longer than the %d bytes its counts give", want)
+	}
+	m, err := DecodeManifest(b.Bytes())
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, b.Bytes(), nil
+}
+
+// manifestLength checks a manifest preamble's magic and version and
+// returns the manifest's total length according to its counts.
+func manifestLength(pre []byte) (int64, error) {
+	if [8]byte(pre[:8]) != manifestMagic {
+		return 0, fmt.Errorf("%w: bad manifest magic", ErrFormat)
+	}
+	if v := binary.LittleEndian.Uint16(pre[8:]); v != formatVersion {
+		return 0, fmt.Errorf("%w: manifest version %d, this seedship reads version %d", ErrVersion, v, formatVersion)
+	}
+	hl := uint64(binary.LittleEndian.Uint32(pre[12:]))
+	nc := binary.LittleEndian.Uint64(pre[16:])
+	ns := uint64(binary.LittleEndian.Uint32(pre[24:]))
+	if hl > maxHeaderJSON || nc > MaxManifestSize/chunkEntrySize {
+		return 0, fmt.Errorf("%w: manifest counts (%d header bytes, %d chunks) exceed %d bytes", ErrTooLarge, hl, nc, MaxManifestSize)
+	}
+	n := manifestPreambleSize + hl + nc*chunkEntrySize + ns*segmentEntrySize + manifestTrailerSize
+	if n > MaxManifestSize {
+		return 0, fmt.Errorf("%w: manifest of %d bytes, over %d", ErrTooLarge, n, MaxManifestSize)
+	}
+	return int64(n), nil
 }
 
 // DecodeManifest decodes and fully checks an encoded manifest: magic,
@@ -229,8 +270,8 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if [8]byte(b[:8]) != manifestMagic {
 		return nil, fmt.Errorf("%w: bad manifest magic", ErrFormat)
 	}
-	if v := binary.LittleEndian.Uint16(b[8:]); v != Version {
-		return nil, fmt.Errorf("%w: manifest version %d, this seedship reads version %d", ErrVersion, v, Version)
+	if v := binary.LittleEndian.Uint16(b[8:]); v != formatVersion {
+		return nil, fmt.Errorf("%w: manifest version %d, this seedship reads version %d", ErrVersion, v, formatVersion)
 	}
 	if [8]byte(b[len(b)-8:]) != manifestTrailMagic {
 		return nil, corruptf("manifest trailer missing: truncated")
@@ -259,9 +300,23 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		return nil, corruptf("manifest header: %v", err)
 	}
 	p = p[hl:]
-	m.Chunks = make([]ChunkEntry, nc)
+	if err := m.decodeChunks(p[:int(nc)*chunkEntrySize], int(nc)); err != nil {
+		return nil, err
+	}
+	if err := m.decodeSegments(p[int(nc)*chunkEntrySize:], int(ns)); err != nil {
+		return nil, err
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeChunks decodes the chunk table (n entries in b).
+func (m *Manifest) decodeChunks(b []byte, n int) error {
+	m.Chunks = make([]ChunkEntry, n)
 	for i := range m.Chunks {
-		e := p[i*chunkEntrySize:]
+		e := b[i*chunkEntrySize:]
 		c := &m.Chunks[i]
 		copy(c.Hash[:], e[:32])
 		c.Offset = int64(binary.LittleEndian.Uint64(e[32:]))
@@ -270,43 +325,67 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		c.Kind, c.Codec = Kind(e[48]), Codec(e[49])
 		for _, r := range e[50:56] {
 			if r != 0 {
-				return nil, corruptf("chunk %d: reserved bytes not zero", i)
+				return corruptf("chunk %d: reserved bytes not zero", i)
 			}
 		}
 	}
-	p = p[int(nc)*chunkEntrySize:]
-	all := make([]SegmentSummary, ns)
+	return nil
+}
+
+// decodeSegments decodes the segment table (n entries in b): data
+// entries first, then parity entries.
+func (m *Manifest) decodeSegments(b []byte, n int) error {
+	all := make([]SegmentSummary, n)
 	for i := range all {
-		e := p[i*segmentEntrySize:]
+		e := b[i*segmentEntrySize:]
 		s := &all[i]
 		s.Number = binary.LittleEndian.Uint32(e[0:])
-		s.Kind = e[4]
+		s.Kind = SegmentKind(e[4])
 		s.Size = int64(binary.LittleEndian.Uint64(e[8:]))
 		s.Frames = binary.LittleEndian.Uint32(e[16:])
 		copy(s.IndexHash[:], e[24:56])
 		if e[5]|e[6]|e[7]|e[20]|e[21]|e[22]|e[23] != 0 {
-			return nil, corruptf("segment entry %d: reserved bytes not zero", i)
+			return corruptf("segment entry %d: reserved bytes not zero", i)
 		}
 	}
-	// Data entries come first, then parity entries.
 	nd := 0
 	for nd < len(all) && all[nd].Kind == SegmentData {
 		nd++
 	}
 	m.Segments, m.Parity = all[:nd:nd], all[nd:]
-	if err := m.validate(); err != nil {
-		return nil, err
-	}
-	return m, nil
+	return nil
 }
 
 // validate checks the invariants of spec "Manifest invariants".
 func (m *Manifest) validate() error {
+	if err := m.validateHeader(); err != nil {
+		return err
+	}
+	if err := m.validateParity(); err != nil {
+		return err
+	}
+	stored, err := m.validateSegments()
+	if err != nil {
+		return err
+	}
+	zeros, err := m.validateChunks()
+	if err != nil {
+		return err
+	}
+	if h := &m.Header; h.ZeroChunks != zeros || h.StoredBytes != stored {
+		return corruptf("header counts (%d zero chunks, %d stored bytes) disagree with the tables (%d, %d)",
+			h.ZeroChunks, h.StoredBytes, zeros, stored)
+	}
+	return nil
+}
+
+// validateHeader checks the header JSON's fields (invariant 3).
+func (m *Manifest) validateHeader() error {
 	h := &m.Header
 	if h.Format != "seedship" {
 		return corruptf("manifest format field %q", h.Format)
 	}
-	if h.Version != Version {
+	if h.Version != formatVersion {
 		return fmt.Errorf("%w: manifest header version %d", ErrVersion, h.Version)
 	}
 	for _, f := range h.Requires {
@@ -320,9 +399,9 @@ func (m *Manifest) validate() error {
 	if h.ChunkSize < MinChunkSize || h.ChunkSize > MaxChunkSize || h.ChunkSize&(h.ChunkSize-1) != 0 {
 		return corruptf("chunk_size %d", h.ChunkSize)
 	}
-	if h.BlockSize != BlockSize || h.BlockDigestLen != BlockDigestLen || h.ChunkHash != "sha256-tree" {
+	if h.BlockSize != blockSize || h.BlockDigestLen != blockDigestLen || h.ChunkHash != "sha256-tree" {
 		return corruptf("block_size %d, block_digest_len %d, chunk_hash %q: this seedship reads %d, %d, sha256-tree",
-			h.BlockSize, h.BlockDigestLen, h.ChunkHash, BlockSize, BlockDigestLen)
+			h.BlockSize, h.BlockDigestLen, h.ChunkHash, blockSize, blockDigestLen)
 	}
 	if h.Size < 0 {
 		return corruptf("size %d", h.Size)
@@ -331,26 +410,36 @@ func (m *Manifest) validate() error {
 	if uint64(len(m.Chunks)) != wantChunks || h.Chunks != wantChunks {
 		return corruptf("%d chunks in table, header says %d, size needs %d", len(m.Chunks), h.Chunks, wantChunks)
 	}
-	if len(h.SHA256) != 64 {
-		return corruptf("sha256 %q", h.SHA256)
+	if b, err := hex.DecodeString(h.SHA256); err != nil || len(b) != sha256.Size || strings.ToLower(h.SHA256) != h.SHA256 {
+		return corruptf("sha256 %q is not 64 lowercase hex digits", h.SHA256)
 	}
-	var zeros uint64
-	var stored int64
-	if err := m.validateParity(); err != nil {
-		return err
-	}
+	return nil
+}
+
+// validateSegments checks the data segment table (invariant 4) and
+// returns the sum of the data segments' sizes.
+func (m *Manifest) validateSegments() (stored int64, err error) {
 	for i, s := range m.Segments {
 		if s.Kind != SegmentData {
-			return corruptf("segment entry %d: kind %d", i, s.Kind)
+			return 0, corruptf("segment entry %d: kind %d", i, s.Kind)
 		}
 		if i > 0 && s.Number <= m.Segments[i-1].Number {
-			return corruptf("segment table not in increasing order at entry %d", i)
+			return 0, corruptf("segment table not in increasing order at entry %d", i)
+		}
+		if s.Number > maxSegmentNumber {
+			return 0, corruptf("segment number %d above %d", s.Number, maxSegmentNumber)
 		}
 		if s.Size < SegmentHeaderSize+FooterSize {
-			return corruptf("segment %d: size %d", s.Number, s.Size)
+			return 0, corruptf("segment %d: size %d", s.Number, s.Size)
 		}
 		stored += s.Size
 	}
+	return stored, nil
+}
+
+// validateChunks checks the chunk table (invariant 5) and returns the
+// number of zero chunks.
+func (m *Manifest) validateChunks() (zeros uint64, err error) {
 	zeroHash := map[int64]Hash{}
 	frames := make(map[uint32]uint32, len(m.Segments))
 	var prevSeg uint32
@@ -361,53 +450,56 @@ func (m *Manifest) validate() error {
 		switch c.Kind {
 		case KindZero:
 			zeros++
-			if c.Segment != 0 || c.Offset != 0 || c.PayloadLen != 0 || c.Codec != 0 {
-				return corruptf("zero chunk %d has a stored location", i)
-			}
 			zh, ok := zeroHash[rawLen]
 			if !ok {
 				zh = ZeroChunkHash(int(rawLen))
 				zeroHash[rawLen] = zh
 			}
-			if c.Hash != zh {
-				return corruptf("zero chunk %d has a non-zero hash", i)
+			if c.Segment != 0 || c.Offset != 0 || c.PayloadLen != 0 || c.Codec != 0 || c.Hash != zh {
+				return 0, corruptf("zero chunk %d has a stored location or a non-zero hash", i)
 			}
 		case KindStored:
-			seg, ok := m.Segment(c.Segment)
-			if !ok {
-				return corruptf("chunk %d in segment %d, which is not in the segment table", i, c.Segment)
-			}
-			if !c.Codec.Valid() {
-				return corruptf("chunk %d: codec %d", i, c.Codec)
-			}
-			if c.PayloadLen > maxPayload(int(rawLen)) || (c.Codec == CodecRaw && int64(c.PayloadLen) != rawLen) {
-				return corruptf("chunk %d: payload length %d for %d raw bytes", i, c.PayloadLen, rawLen)
-			}
-			// Frames are laid out in chunk order, back to back.
-			if c.Segment == prevSeg && prevEnd != 0 {
-				if c.Offset != prevEnd {
-					return corruptf("chunk %d at offset %d of segment %d, expected %d", i, c.Offset, c.Segment, prevEnd)
-				}
-			} else if c.Segment < prevSeg || c.Offset != SegmentHeaderSize {
-				return corruptf("chunk %d starts segment %d at offset %d", i, c.Segment, c.Offset)
+			if err := m.validateStored(i, rawLen, prevSeg, prevEnd); err != nil {
+				return 0, err
 			}
 			prevSeg, prevEnd = c.Segment, c.Offset+c.FrameLen()
-			if prevEnd > seg.Size-FooterSize {
-				return corruptf("chunk %d runs past the end of segment %d", i, c.Segment)
-			}
 			frames[c.Segment]++
 		default:
-			return corruptf("chunk %d: kind %d not valid in this image", i, c.Kind)
+			return 0, corruptf("chunk %d: kind %d not valid in this image", i, c.Kind)
 		}
 	}
 	for _, s := range m.Segments {
 		if frames[s.Number] != s.Frames || s.Frames == 0 {
-			return corruptf("segment %d: table says %d frames, chunk table places %d", s.Number, s.Frames, frames[s.Number])
+			return 0, corruptf("segment %d: table says %d frames, chunk table places %d", s.Number, s.Frames, frames[s.Number])
 		}
 	}
-	if h.ZeroChunks != zeros || h.StoredBytes != stored {
-		return corruptf("header counts (%d zero chunks, %d stored bytes) disagree with the tables (%d, %d)",
-			h.ZeroChunks, h.StoredBytes, zeros, stored)
+	return zeros, nil
+}
+
+// validateStored checks one stored chunk's entry; prevSeg and prevEnd
+// locate the previous stored chunk's frame (prevEnd 0: none yet).
+func (m *Manifest) validateStored(i int, rawLen int64, prevSeg uint32, prevEnd int64) error {
+	c := &m.Chunks[i]
+	seg, ok := m.dataSegment(c.Segment)
+	if !ok {
+		return corruptf("chunk %d in segment %d, which is not in the segment table", i, c.Segment)
+	}
+	if !c.Codec.valid() {
+		return corruptf("chunk %d: codec %d", i, c.Codec)
+	}
+	if c.PayloadLen > maxPayload(int(rawLen)) || (c.Codec == CodecRaw && int64(c.PayloadLen) != rawLen) {
+		return corruptf("chunk %d: payload length %d for %d raw bytes", i, c.PayloadLen, rawLen)
+	}
+	// Frames are laid out in chunk order, back to back.
+	if c.Segment == prevSeg && prevEnd != 0 {
+		if c.Offset != prevEnd {
+			return corruptf("chunk %d at offset %d of segment %d, expected %d", i, c.Offset, c.Segment, prevEnd)
+		}
+	} else if c.Segment < prevSeg || c.Offset != SegmentHeaderSize {
+		return corruptf("chunk %d starts segment %d at offset %d", i, c.Segment, c.Offset)
+	}
+	if c.Offset+c.FrameLen() > seg.Size-FooterSize {
+		return corruptf("chunk %d runs past the end of segment %d", i, c.Segment)
 	}
 	return nil
 }
@@ -428,16 +520,17 @@ func (m *Manifest) Stripes() int {
 		return 0
 	}
 	last := m.Segments[len(m.Segments)-1].Number
-	s, _ := g.Stripe(last)
+	s, _ := g.Stripe(DataID(last))
 	return int(s) + 1
 }
 
-// ParitySegment returns the summary of parity segment n.
-func (m *Manifest) ParitySegment(n uint32) (SegmentSummary, bool) { return findSegment(m.Parity, n) }
+// ParitySegment returns the summary of parity segment n, as
+// Summary(ParityID(n)) does (kept while callers move to Summary).
+func (m *Manifest) paritySegment(n uint32) (SegmentSummary, bool) { return findSegment(m.Parity, n) }
 
 func (m *Manifest) validateParity() error {
 	h := &m.Header
-	has := slices.Contains(h.Requires, FeatureParity)
+	has := slices.Contains(h.Requires, featureParity)
 	if (h.Parity != nil) != has {
 		return corruptf("parity field and requires list disagree")
 	}
@@ -451,8 +544,8 @@ func (m *Manifest) validateParity() error {
 	if err := g.Validate(); err != nil {
 		return corruptf("%v", err)
 	}
-	if h.Parity.Matrix != ParityMatrix {
-		return fmt.Errorf("%w: parity matrix %q, this seedship implements %q", ErrVersion, h.Parity.Matrix, ParityMatrix)
+	if h.Parity.Matrix != parityMatrix {
+		return fmt.Errorf("%w: parity matrix %q, this seedship implements %q", ErrVersion, h.Parity.Matrix, parityMatrix)
 	}
 	// Data segments are numbered 0, 1, 2, ... so stripes are complete
 	// but for the last.
@@ -489,7 +582,40 @@ func (m *Manifest) CopyKeys() []string {
 	}
 	keys := make([]string, g.M)
 	for i := range keys {
-		keys[i] = ManifestCopyKey(i + 1)
+		keys[i] = manifestCopyKey(i + 1)
 	}
 	return keys
+}
+
+// Summary returns the manifest's entry for segment id.
+func (m *Manifest) Summary(id SegmentID) (SegmentSummary, bool) {
+	if id.Kind == SegmentParity {
+		return findSegment(m.Parity, id.Number)
+	}
+	return findSegment(m.Segments, id.Number)
+}
+
+// SegmentIDs returns every segment of the image: the data segments, then
+// the parity segments, each in increasing number.
+func (m *Manifest) SegmentIDs() []SegmentID {
+	out := make([]SegmentID, 0, len(m.Segments)+len(m.Parity))
+	for _, s := range m.Segments {
+		out = append(out, DataID(s.Number))
+	}
+	for _, s := range m.Parity {
+		out = append(out, ParityID(s.Number))
+	}
+	return out
+}
+
+// indexLen returns the length the index of data segment n must have: one
+// entry of indexEntryFixed bytes plus 8 bytes per block for each of its
+// chunks. A reader compares it with the footer before allocating the index.
+func (m *Manifest) indexLen(chunks []uint64) int64 {
+	var n int64
+	for _, i := range chunks {
+		_, length := m.ChunkRange(i)
+		n += indexEntryFixed + int64(NumBlocks(int(length)))*int64(blockDigestLen)
+	}
+	return n
 }

@@ -12,10 +12,10 @@ import (
 
 // Parity constants (spec §9).
 const (
-	// FeatureParity is the Requires entry of images with parity.
-	FeatureParity = "parity-rs"
-	// ParityMatrix names the Reed-Solomon encoding matrix.
-	ParityMatrix = "vandermonde-gf256-0x11d"
+	// featureParity is the Requires entry of images with parity.
+	featureParity = "parity-rs"
+	// parityMatrix names the Reed-Solomon encoding matrix.
+	parityMatrix = "vandermonde-gf256-0x11d"
 	// DefaultRowSize is the default parity row: the unit of damage
 	// location and repair within a shard.
 	DefaultRowSize = 1 << 20
@@ -27,9 +27,6 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// ParityKey returns the store key of parity segment n.
-func ParityKey(n uint32) string { return fmt.Sprintf("parity/%08d.par", n) }
 
 // Geometry is a parity scheme: K data shards and M parity shards per
 // stripe, with rows of RowSize bytes.
@@ -49,9 +46,23 @@ func (g Geometry) Validate() error {
 	return nil
 }
 
-// Stripe returns the stripe of data segment n and its position in it.
-func (g Geometry) Stripe(n uint32) (stripe uint32, pos int) {
-	return n / uint32(g.K), int(n % uint32(g.K))
+// Stripe returns the stripe segment id belongs to and its shard in it:
+// data segment s·K+p is shard p of stripe s, parity segment s·M+j is
+// shard K+j.
+func (g Geometry) Stripe(id SegmentID) (stripe uint32, shard int) {
+	if id.Kind == SegmentParity {
+		return id.Number / uint32(g.M), g.K + int(id.Number%uint32(g.M))
+	}
+	return id.Number / uint32(g.K), int(id.Number % uint32(g.K))
+}
+
+// Shard returns the segment that holds shard i of a stripe (the inverse
+// of Stripe): shards 0…K−1 are data segments, K…K+M−1 parity segments.
+func (g Geometry) Shard(stripe uint32, i int) SegmentID {
+	if i < g.K {
+		return DataID(stripe*uint32(g.K) + uint32(i))
+	}
+	return ParityID(g.ParityNumber(stripe, i-g.K))
 }
 
 // ParityNumber returns the segment number of parity shard j of a stripe.
@@ -86,8 +97,8 @@ type ParityIndex struct {
 
 const parityIndexFixed = 16
 
-// Marshal returns the index bytes.
-func (p *ParityIndex) Marshal() []byte {
+// marshal returns the index bytes.
+func (p *ParityIndex) marshal() []byte {
 	b := make([]byte, parityIndexFixed, parityIndexFixed+12*p.K+4*(p.K+p.M)*p.Rows)
 	binary.LittleEndian.PutUint32(b[0:], p.Stripe)
 	b[4], b[5], b[6] = byte(p.K), byte(p.M), byte(p.J)
@@ -106,7 +117,7 @@ func (p *ParityIndex) Marshal() []byte {
 }
 
 // ParseParityIndex decodes a parity index.
-func ParseParityIndex(b []byte) (*ParityIndex, error) {
+func parseParityIndex(b []byte) (*ParityIndex, error) {
 	if len(b) < parityIndexFixed {
 		return nil, corruptf("parity index is %d bytes", len(b))
 	}
@@ -145,17 +156,12 @@ func ParseParityIndex(b []byte) (*ParityIndex, error) {
 	return p, nil
 }
 
-// ParitySegmentSize returns the size of a parity segment of rows rows.
-func ParitySegmentSize(idx *ParityIndex) int64 {
-	return SegmentHeaderSize + int64(idx.Rows)*int64(idx.RowSize) + int64(len(idx.Marshal())) + FooterSize
-}
-
-// StripeEncoder accumulates the parity of one stripe while its data
+// stripeEncoder accumulates the parity of one stripe while its data
 // segments stream past, using Reed-Solomon's linearity: each data byte
 // contributes to the parity bytes at the same offset independently, so
 // shards can be fed in any order, in pieces. Memory is M × the largest
 // shard. It is not safe for concurrent use.
-type StripeEncoder struct {
+type stripeEncoder struct {
 	geo    Geometry
 	coder  reedsolomon.Encoder
 	parity [][]byte
@@ -167,8 +173,8 @@ type StripeEncoder struct {
 	zero   []byte
 }
 
-// NewStripeEncoder returns an encoder for stripes of geometry g.
-func NewStripeEncoder(g Geometry) (*StripeEncoder, error) {
+// newStripeEncoder returns an encoder for stripes of geometry g.
+func newStripeEncoder(g Geometry) (*stripeEncoder, error) {
 	if err := g.Validate(); err != nil {
 		return nil, err
 	}
@@ -176,14 +182,14 @@ func NewStripeEncoder(g Geometry) (*StripeEncoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("format: reed-solomon: %w", err)
 	}
-	e := &StripeEncoder{geo: g, coder: c, parity: make([][]byte, g.M), zero: make([]byte, g.RowSize)}
-	e.Reset()
+	e := &stripeEncoder{geo: g, coder: c, parity: make([][]byte, g.M), zero: make([]byte, g.RowSize)}
+	e.reset()
 	return e, nil
 }
 
-// Reserve sizes the parity buffers for shards of up to n bytes at once,
+// reserve sizes the parity buffers for shards of up to n bytes at once,
 // so that they are allocated once, not grown as a stripe streams by.
-func (e *StripeEncoder) Reserve(n int64) {
+func (e *stripeEncoder) reserve(n int64) {
 	n = (n + int64(e.geo.RowSize) - 1) / int64(e.geo.RowSize) * int64(e.geo.RowSize)
 	for j := range e.parity {
 		if int64(cap(e.parity[j])) < n {
@@ -194,8 +200,8 @@ func (e *StripeEncoder) Reserve(n int64) {
 	}
 }
 
-// Reset prepares for a new stripe, keeping the parity buffers.
-func (e *StripeEncoder) Reset() {
+// reset prepares for a new stripe, keeping the parity buffers.
+func (e *stripeEncoder) reset() {
 	for j := range e.parity {
 		e.parity[j] = e.parity[j][:0]
 	}
@@ -207,14 +213,14 @@ func (e *StripeEncoder) Reset() {
 	e.pos = -1
 }
 
-// BeginShard starts feeding data shard pos (segment number n).
-func (e *StripeEncoder) BeginShard(pos int, n uint32) {
+// beginShard starts feeding data shard pos (segment number n).
+func (e *stripeEncoder) beginShard(pos int, n uint32) {
 	e.pos, e.off, e.rowCRC = pos, 0, 0
 	e.data[pos] = ShardRef{Number: n}
 }
 
 // Write feeds the next bytes of the current data shard.
-func (e *StripeEncoder) Write(b []byte) (int, error) {
+func (e *stripeEncoder) Write(b []byte) (int, error) {
 	n := len(b)
 	R := int64(e.geo.RowSize)
 	end := e.off + int64(n)
@@ -244,11 +250,11 @@ func (e *StripeEncoder) Write(b []byte) (int, error) {
 	return n, nil
 }
 
-// ShardSize returns the bytes fed to data shard pos of this stripe.
-func (e *StripeEncoder) ShardSize(pos int) int64 { return e.data[pos].Size }
+// shardSize returns the bytes fed to data shard pos of this stripe.
+func (e *stripeEncoder) shardSize(pos int) int64 { return e.data[pos].Size }
 
-// EndShard finishes the current data shard.
-func (e *StripeEncoder) EndShard() {
+// endShard finishes the current data shard.
+func (e *stripeEncoder) endShard() {
 	R := int64(e.geo.RowSize)
 	if rem := e.off % R; rem != 0 {
 		e.crc[e.pos] = append(e.crc[e.pos], crc32.Update(e.rowCRC, castagnoli, e.zero[:R-rem]))
@@ -269,6 +275,48 @@ func growZero(b []byte, n int64) []byte {
 	return nb
 }
 
+// EncodeStripe computes the parity segments of stripe s again from its
+// data segments: write streams each of them (by id, as the image stores
+// it) to w, in turn. Each must be as long as the manifest says and the
+// parity must match the manifest's parity index hashes, or the error is
+// damage ([IsDamage]). Memory is M shards.
+func (m *Manifest) EncodeStripe(s uint32, write func(id SegmentID, w io.Writer) error) ([]ParitySegment, error) {
+	g, ok := m.Geometry()
+	if !ok {
+		return nil, fmt.Errorf("format: the image has no parity")
+	}
+	imageID, err := m.ImageID()
+	if err != nil {
+		return nil, err
+	}
+	e, err := newStripeEncoder(g)
+	if err != nil {
+		return nil, err
+	}
+	for p := range g.K {
+		id := g.Shard(s, p)
+		sum, ok := m.Summary(id)
+		if !ok {
+			break // a short last stripe
+		}
+		e.beginShard(p, id.Number)
+		if err := write(id, e); err != nil {
+			return nil, err
+		}
+		e.endShard()
+		if size := e.shardSize(p); size != sum.Size {
+			return nil, &SegmentError{ID: id, Err: corruptf("%d bytes, the manifest says %d", size, sum.Size)}
+		}
+	}
+	segs := e.finish(s, imageID)
+	for j := range segs {
+		if want, ok := m.Summary(ParityID(segs[j].Number)); !ok || want.IndexHash != segs[j].summary().IndexHash {
+			return nil, corruptf("recomputed parity of stripe %d does not match the manifest", s)
+		}
+	}
+	return segs, nil
+}
+
 // ParitySegment is one finished parity segment.
 type ParitySegment struct {
 	Number  uint32
@@ -283,16 +331,16 @@ func (s *ParitySegment) Size() int64 {
 	return int64(len(s.Header) + len(s.Rows) + len(s.Trailer))
 }
 
-// Summary returns the segment's manifest entry.
-func (s *ParitySegment) Summary() SegmentSummary {
+// summary returns the segment's manifest entry.
+func (s *ParitySegment) summary() SegmentSummary {
 	ib := s.Trailer[:len(s.Trailer)-FooterSize]
 	return SegmentSummary{Number: s.Number, Kind: SegmentParity, Size: s.Size(), IndexHash: sha256.Sum256(ib)}
 }
 
-// Finish completes the stripe's parity and returns its M parity segments.
+// finish completes the stripe's parity and returns its M parity segments.
 // The returned Rows alias the encoder's buffers: write them out before the
-// next Reset.
-func (e *StripeEncoder) Finish(stripe uint32, imageID [16]byte) []ParitySegment {
+// next reset.
+func (e *stripeEncoder) finish(stripe uint32, imageID [16]byte) []ParitySegment {
 	R := int64(e.geo.RowSize)
 	var shard int64
 	for _, d := range e.data {
@@ -322,88 +370,69 @@ func (e *StripeEncoder) Finish(stripe uint32, imageID [16]byte) []ParitySegment 
 		n := e.geo.ParityNumber(stripe, j)
 		idx := &ParityIndex{Stripe: stripe, K: e.geo.K, M: e.geo.M, J: j, RowSize: e.geo.RowSize, Rows: rows,
 			Data: e.data, CRC: crc}
-		ib := idx.Marshal()
-		f := Footer{IndexOffset: SegmentHeaderSize + length, IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
+		ib := idx.marshal()
+		f := footer{IndexOffset: SegmentHeaderSize + length, IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
 		out[j] = ParitySegment{
 			Number:  n,
-			Header:  SegmentHeader{Version: Version, Kind: SegmentParity, Number: n, ImageID: imageID}.Marshal(),
+			Header:  segmentHeader{Version: formatVersion, Kind: SegmentParity, Number: n, ImageID: imageID}.marshal(),
 			Rows:    e.parity[j][:length],
 			Index:   idx,
-			Trailer: append(ib, f.Marshal()...),
+			Trailer: append(ib, f.marshal()...),
 		}
 	}
 	return out
 }
 
-// RowCRCUpdate extends a running CRC-32C of a row with b.
-func RowCRCUpdate(crc uint32, b []byte) uint32 { return crc32.Update(crc, castagnoli, b) }
+// RowCRC returns crc extended with b, by the CRC-32C the parity index
+// records for every row of every shard: RowCRC(0, row) is a whole row's,
+// and a row read in pieces is checked by feeding each result back in.
+func RowCRC(crc uint32, b []byte) uint32 { return crc32.Update(crc, castagnoli, b) }
 
-// RowCRC returns the CRC-32C of a row slice.
-func RowCRC(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
-
-// ReconstructRow rebuilds the missing slices of one row: shards holds K+M
-// slices of RowSize bytes, nil for an erasure (data shards first). It
-// fails if more than M are missing.
-func (g Geometry) ReconstructRow(coder reedsolomon.Encoder, shards [][]byte) error {
-	if err := coder.Reconstruct(shards); err != nil {
-		return fmt.Errorf("format: reed-solomon: %w", err)
-	}
-	return nil
-}
-
-// ReadParityIndex reads and checks the footer and index of a parity
+// readParityIndex reads and checks the footer and index of a parity
 // segment of the given size through r; want, if not zero, is the index hash
-// the manifest records.
-func ReadParityIndex(r io.ReaderAt, size int64, want Hash) (*ParityIndex, error) {
+// the manifest records, and wantLen, when not negative, the index's length,
+// required before it is allocated.
+// Read failures are returned unwrapped, for the caller to classify.
+func readParityIndex(r io.ReaderAt, size int64, want Hash, wantLen int64) (*ParityIndex, error) {
 	if size < SegmentHeaderSize+FooterSize {
 		return nil, corruptf("parity segment is %d bytes", size)
 	}
 	fb := make([]byte, FooterSize)
 	if _, err := r.ReadAt(fb, size-FooterSize); err != nil {
-		return nil, fmt.Errorf("format: read parity footer: %w", err)
+		return nil, err
 	}
-	f, err := ParseFooter(fb, size)
+	f, err := parseFooter(fb, size)
 	if err != nil {
 		return nil, err
 	}
-	if f.Frames != 0 || f.IndexLen > MaxManifestSize {
+	if f.Frames != 0 || f.IndexLen > maxIndexLen || (wantLen >= 0 && f.IndexLen != wantLen) {
 		return nil, corruptf("parity footer: %d frames, index %d bytes", f.Frames, f.IndexLen)
 	}
 	ib := make([]byte, f.IndexLen)
 	if _, err := r.ReadAt(ib, f.IndexOffset); err != nil {
-		return nil, fmt.Errorf("format: read parity index: %w", err)
+		return nil, err
 	}
 	h := sha256.Sum256(ib)
 	if h != f.IndexHash || (want != Hash{} && h != want) {
 		return nil, corruptf("parity index hash mismatch")
 	}
-	idx, err := ParseParityIndex(ib)
+	idx, err := parseParityIndex(ib)
 	if err != nil {
 		return nil, err
 	}
-	if f.IndexOffset != SegmentHeaderSize+int64(idx.Rows)*int64(idx.RowSize) {
-		return nil, corruptf("parity rows end at %d, index at %d", SegmentHeaderSize+int64(idx.Rows)*int64(idx.RowSize), f.IndexOffset)
+	if f.IndexOffset != SegmentHeaderSize+idx.ShardLen() {
+		return nil, corruptf("parity rows end at %d, index at %d", SegmentHeaderSize+idx.ShardLen(), f.IndexOffset)
 	}
 	return idx, nil
 }
 
-// ParityTrailer returns the index and footer bytes of parity shard j of the
-// stripe idx describes (idx is any intact index of the stripe).
-func ParityTrailer(idx *ParityIndex, j int) []byte {
-	c := *idx
+// Trailer returns the index and footer bytes of parity shard j of the
+// stripe (p is any intact index of the stripe): with [ParityIndex.Header]
+// and the shard's rows, the whole parity segment.
+func (p *ParityIndex) Trailer(j int) []byte {
+	c := *p
 	c.J = j
-	ib := c.Marshal()
-	f := Footer{IndexOffset: SegmentHeaderSize + int64(c.Rows)*int64(c.RowSize), IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
-	return append(ib, f.Marshal()...)
-}
-
-// ReadParitySummary reads the index of parity segment n of the given size
-// and returns its manifest entry.
-func ReadParitySummary(r io.ReaderAt, size int64, n uint32) (SegmentSummary, *ParityIndex, error) {
-	idx, err := ReadParityIndex(r, size, Hash{})
-	if err != nil {
-		return SegmentSummary{}, nil, err
-	}
-	ib := idx.Marshal()
-	return SegmentSummary{Number: n, Kind: SegmentParity, Size: size, IndexHash: sha256.Sum256(ib)}, idx, nil
+	ib := c.marshal()
+	f := footer{IndexOffset: SegmentHeaderSize + int64(c.Rows)*int64(c.RowSize), IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
+	return append(ib, f.marshal()...)
 }

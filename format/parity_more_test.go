@@ -19,7 +19,7 @@ func parityFixture(t *testing.T) (*Manifest, memSegments, map[string][]byte, Geo
 }
 
 // TestParityTrailerRebuildsEveryParitySegment: repair writes parity
-// segments from any intact index with ParityTrailer and a fresh header; the
+// segments from any intact index with ParityIndex.Trailer and a fresh header; the
 // result must be the captured segment byte for byte.
 func TestParityTrailerRebuildsEveryParitySegment(t *testing.T) {
 	m, _, par, g := parityFixture(t)
@@ -30,22 +30,19 @@ func TestParityTrailerRebuildsEveryParitySegment(t *testing.T) {
 	for s := range uint32(m.Stripes()) {
 		for from := range g.M {
 			sum := m.Parity[g.ParityNumber(s, from)]
-			b := par[ParityKey(sum.Number)]
-			idx, err := ReadParityIndex(bytes.NewReader(b), int64(len(b)), sum.IndexHash)
+			b := par[ParityID(sum.Number).Key()]
+			idx, err := readParityIndex(bytes.NewReader(b), int64(len(b)), sum.IndexHash, -1)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for j := range g.M {
 				n := g.ParityNumber(s, j)
-				want := par[ParityKey(n)]
+				want := par[ParityID(n).Key()]
 				rows := int64(idx.Rows) * int64(idx.RowSize)
-				hdr := SegmentHeader{Version: Version, Kind: SegmentParity, Number: n, ImageID: id}.Marshal()
-				got := append(append(hdr, want[SegmentHeaderSize:SegmentHeaderSize+rows]...), ParityTrailer(idx, j)...)
+				hdr := segmentHeader{Version: formatVersion, Kind: SegmentParity, Number: n, ImageID: id}.marshal()
+				got := append(append(hdr, want[SegmentHeaderSize:SegmentHeaderSize+rows]...), idx.Trailer(j)...)
 				if !bytes.Equal(got, want) {
 					t.Errorf("stripe %d: parity %d rebuilt from the index of parity %d differs from the capture", s, j, from)
-				}
-				if ps := ParitySegmentSize(idx); ps != int64(len(want)) {
-					t.Errorf("ParitySegmentSize %d, segment is %d bytes", ps, len(want))
 				}
 			}
 		}
@@ -58,8 +55,8 @@ func TestReadParityIndexRejectsEveryTrailerFlip(t *testing.T) {
 	m, _, par, g := parityFixture(t)
 	last := uint32(m.Stripes() - 1) // the short stripe
 	sum := m.Parity[g.ParityNumber(last, 1)]
-	b := bytes.Clone(par[ParityKey(sum.Number)])
-	idx, err := ReadParityIndex(bytes.NewReader(b), int64(len(b)), sum.IndexHash)
+	b := bytes.Clone(par[ParityID(sum.Number).Key()])
+	idx, err := readParityIndex(bytes.NewReader(b), int64(len(b)), sum.IndexHash, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +73,7 @@ func TestReadParityIndexRejectsEveryTrailerFlip(t *testing.T) {
 	for off := start; off < len(b); off++ {
 		for bit := range 8 {
 			b[off] ^= 1 << bit
-			_, err := ReadParityIndex(bytes.NewReader(b), int64(len(b)), sum.IndexHash)
+			_, err := readParityIndex(bytes.NewReader(b), int64(len(b)), sum.IndexHash, -1)
 			b[off] ^= 1 << bit
 			if err == nil {
 				t.Fatalf("flip of bit %d at byte %d (trailer starts at %d) accepted", bit, off, start)
@@ -90,13 +87,13 @@ func TestReadParityIndexRejectsEveryTrailerFlip(t *testing.T) {
 	// the index.
 	ib := start + 20
 	b[ib] ^= 1
-	if _, err := ReadParityIndex(bytes.NewReader(b), int64(len(b)), Hash{}); err == nil {
+	if _, err := readParityIndex(bytes.NewReader(b), int64(len(b)), Hash{}, -1); err == nil {
 		t.Errorf("index flip accepted without the manifest's hash")
 	}
 	b[ib] ^= 1
 	// Truncated or grown by one byte: refused.
 	for _, bb := range [][]byte{b[:len(b)-1], append(bytes.Clone(b), 0)} {
-		if _, err := ReadParityIndex(bytes.NewReader(bb), int64(len(bb)), sum.IndexHash); err == nil {
+		if _, err := readParityIndex(bytes.NewReader(bb), int64(len(bb)), sum.IndexHash, -1); err == nil {
 			t.Errorf("%d-byte parity segment (want %d) accepted", len(bb), len(b))
 		}
 	}
@@ -106,17 +103,17 @@ func TestParseParityIndexRoundTripAndLimits(t *testing.T) {
 	idx := &ParityIndex{Stripe: 7, K: 3, M: 2, J: 1, RowSize: 4096, Rows: 2,
 		Data: []ShardRef{{Number: 21, Size: 8000}, {Number: 22, Size: 5000}, {Number: noSegment}},
 		CRC:  [][]uint32{{1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}}}
-	b := idx.Marshal()
-	got, err := ParseParityIndex(b)
+	b := idx.marshal()
+	got, err := parseParityIndex(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got.Marshal(), b) || got.Stripe != 7 || got.J != 1 || got.Data[2].Present() || !got.Data[0].Present() {
+	if !bytes.Equal(got.marshal(), b) || got.Stripe != 7 || got.J != 1 || got.Data[2].Present() || !got.Data[0].Present() {
 		t.Errorf("round trip: %+v", got)
 	}
 	bad := func(name string, mut func([]byte) []byte) {
 		t.Helper()
-		if _, err := ParseParityIndex(mut(bytes.Clone(b))); !errors.Is(err, ErrCorrupt) {
+		if _, err := parseParityIndex(mut(bytes.Clone(b))); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: %v, want ErrCorrupt", name, err)
 		}
 	}
@@ -156,11 +153,11 @@ func TestReconstructRowLimits(t *testing.T) {
 				row[i] = bytes.Clone(shards[i])
 			}
 			row[a], row[b] = nil, nil
-			if err := g.ReconstructRow(coder, row); err != nil {
+			if err := coder.Reconstruct(row); err != nil {
 				t.Fatalf("erasures %d,%d: %v", a, b, err)
 			}
 			for i := range row {
-				if !bytes.Equal(row[i], shards[i]) || RowCRC(row[i]) != RowCRC(shards[i]) {
+				if !bytes.Equal(row[i], shards[i]) || RowCRC(0, row[i]) != RowCRC(0, shards[i]) {
 					t.Fatalf("erasures %d,%d: shard %d rebuilt wrong", a, b, i)
 				}
 			}
@@ -169,7 +166,7 @@ func TestReconstructRowLimits(t *testing.T) {
 	row := make([][]byte, len(shards))
 	copy(row, shards)
 	row[0], row[1], row[g.K] = nil, nil, nil
-	if err := g.ReconstructRow(coder, row); err == nil {
+	if err := coder.Reconstruct(row); err == nil {
 		t.Errorf("M+1 erasures rebuilt")
 	}
 }

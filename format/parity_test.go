@@ -2,6 +2,7 @@ package format
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -17,12 +18,12 @@ func buildParityImage(t testing.TB, src []byte, chunk int, segSize int64, g Geom
 		t.Fatal(err)
 	}
 	if err := w.SetParity(g, func(ps *ParitySegment) error {
-		par[ParityKey(ps.Number)] = append(append(bytes.Clone(ps.Header), ps.Rows...), ps.Trailer...)
+		par[ParityID(ps.Number).Key()] = append(append(bytes.Clone(ps.Header), ps.Rows...), ps.Trailer...)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	blocks := make([]BlockDigest, chunk/BlockSize+1)
+	blocks := make([]BlockDigest, chunk/blockSize+1)
 	for off := 0; off < len(src); off += chunk {
 		ec := codec.Encode(src[off:min(off+chunk, len(src))], nil, blocks)
 		if err := w.Add(&ec); err != nil {
@@ -56,8 +57,8 @@ func TestParityMatchesFullEncode(t *testing.T) {
 	}
 	coder, _ := g.NewCoder()
 	for s := 0; s < m.Stripes(); s++ {
-		pb := par[ParityKey(g.ParityNumber(uint32(s), 0))]
-		idx, err := ReadParityIndex(bytes.NewReader(pb), int64(len(pb)), m2.Parity[s*g.M].IndexHash)
+		pb := par[ParityID(g.ParityNumber(uint32(s), 0)).Key()]
+		idx, err := readParityIndex(bytes.NewReader(pb), int64(len(pb)), m2.Parity[s*g.M].IndexHash, -1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,11 +67,11 @@ func TestParityMatchesFullEncode(t *testing.T) {
 		for i := range g.K {
 			shards[i] = make([]byte, L)
 			if d := idx.Data[i]; d.Present() {
-				copy(shards[i], segs[SegmentKey(d.Number)].Bytes())
+				copy(shards[i], segs[DataID(d.Number).Key()].Bytes())
 			}
 		}
 		for j := range g.M {
-			b := par[ParityKey(g.ParityNumber(uint32(s), j))]
+			b := par[ParityID(g.ParityNumber(uint32(s), j)).Key()]
 			shards[g.K+j] = b[SegmentHeaderSize : SegmentHeaderSize+L]
 		}
 		if ok, err := coder.Verify(shards); !ok || err != nil {
@@ -78,7 +79,7 @@ func TestParityMatchesFullEncode(t *testing.T) {
 		}
 		for i, sh := range shards {
 			for r := range idx.Rows {
-				if RowCRC(sh[r*idx.RowSize:(r+1)*idx.RowSize]) != idx.CRC[i][r] {
+				if RowCRC(0, sh[r*idx.RowSize:(r+1)*idx.RowSize]) != idx.CRC[i][r] {
 					t.Fatalf("stripe %d shard %d row %d: CRC table wrong", s, i, r)
 				}
 			}
@@ -91,12 +92,32 @@ func TestParityMatchesFullEncode(t *testing.T) {
 			}
 			want0, want1 := row[0], row[g.K]
 			row[0], row[g.K] = nil, nil
-			if err := g.ReconstructRow(coder, row); err != nil {
+			if err := coder.Reconstruct(row); err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(row[0], want0) || !bytes.Equal(row[g.K], want1) {
 				t.Fatalf("row %d not rebuilt", r)
 			}
+		}
+	}
+}
+
+func TestRowsOf(t *testing.T) {
+	for _, tc := range []struct {
+		off, n int64
+		row    int
+		want   []int
+	}{
+		{0, 0, 4096, nil},
+		{0, 1, 4096, []int{0}},
+		{0, 4096, 4096, []int{0}},
+		{0, 4097, 4096, []int{0, 1}},
+		{4095, 2, 4096, []int{0, 1}},
+		{4096, 4096, 4096, []int{1}},
+		{100, 3 * 4096, 4096, []int{0, 1, 2, 3}},
+	} {
+		if got := rowsOf(tc.off, tc.n, tc.row); !slices.Equal(got, tc.want) {
+			t.Errorf("RowsOf(%d, %d, %d) = %v, want %v", tc.off, tc.n, tc.row, got, tc.want)
 		}
 	}
 }

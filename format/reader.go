@@ -1,15 +1,14 @@
 package format
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 )
 
-// ErrMissing is the cause in a [ChunkError] for a chunk whose bytes are
-// not there at all (missing or truncated segment).
-var ErrMissing = errors.New("format: chunk data missing")
+// ErrMissing is the cause of damage whose bytes are not there at all: a
+// missing, truncated or non-regular segment or manifest file.
+var ErrMissing = errors.New("format: data missing or truncated")
 
 // SegmentChunks lists, in order, the indices of the chunks stored in each
 // data segment, keyed by segment number.
@@ -50,7 +49,7 @@ type SegmentScanner struct {
 // are chunks (from [Manifest.SegmentChunks]), from r positioned at the
 // segment's first byte. It reads and checks the segment header.
 func NewSegmentScanner(r io.Reader, m *Manifest, seg uint32, chunks []uint64) (*SegmentScanner, error) {
-	sum, ok := m.Segment(seg)
+	sum, ok := m.dataSegment(seg)
 	if !ok {
 		return nil, fmt.Errorf("format: segment %d is not in the manifest", seg)
 	}
@@ -59,15 +58,9 @@ func NewSegmentScanner(r io.Reader, m *Manifest, seg uint32, chunks []uint64) (*
 	if err := s.read(hb[:]); err != nil {
 		return s, nil // every chunk will report the failure
 	}
-	h, err := ParseSegmentHeader(hb[:])
-	if err == nil {
-		id, _ := m.ImageID()
-		if h.Kind != SegmentData || h.Number != seg || h.ImageID != id {
-			err = corruptf("segment header names segment %d of image %x, want segment %d of image %x", h.Number, h.ImageID, seg, id)
-		}
-	}
+	id, _ := m.ImageID()
 	// A damaged header does not stop us: the manifest locates the frames.
-	s.hdrErr = err
+	s.hdrErr = checkSegmentHeader(hb[:], DataID(seg), id)
 	return s, nil
 }
 
@@ -123,74 +116,55 @@ func (s *SegmentScanner) Next(buf []byte) (Frame, []byte, error) {
 	if err := s.read(buf); err != nil {
 		return Frame{}, buf, cerr(err)
 	}
-	fh, err := ParseFrameHeader(buf)
+	f, err := s.m.ParseFrame(idx, buf)
 	if err != nil {
 		return Frame{}, buf, cerr(err)
 	}
-	if fh.Index != idx || fh.Codec != c.Codec || fh.PayloadLen != c.PayloadLen || int64(fh.RawLen) != length {
-		return Frame{}, buf, cerr(corruptf("frame header (chunk %d, %s, %d bytes) disagrees with the manifest", fh.Index, fh.Codec, fh.PayloadLen))
-	}
-	return Frame{Index: idx, Codec: c.Codec, Payload: buf[FrameHeaderSize:]}, buf, nil
+	return f, buf, nil
 }
 
-// Finish reads the rest of the segment, its index and footer, and checks
-// them against the manifest. Call it after Next returned io.EOF.
-func (s *SegmentScanner) Finish() error {
+// Finish reads the rest of the segment, its index and footer, checks them
+// against the manifest, and returns the index entries of the segment's
+// chunks, in order. Call it after Next returned io.EOF.
+func (s *SegmentScanner) Finish() ([]IndexEntry, error) {
 	rest := s.seg.Size - s.off
 	if s.eof != nil {
-		return s.eof
+		return nil, s.eof
 	}
-	if rest < FooterSize {
-		return corruptf("segment %d: %d bytes left for index and footer", s.seg.Number, rest)
+	// The manifest says how long the index must be: check that before
+	// allocating it, so a hostile segment size costs nothing.
+	if want := s.m.indexLen(s.chunks) + FooterSize; rest != want || want > maxIndexLen+FooterSize {
+		return nil, corruptf("segment %d: %d bytes left for index and footer, its chunks need %d", s.seg.Number, rest, want)
 	}
-	tail := make([]byte, rest)
+	tail, base := make([]byte, rest), s.off
 	if err := s.read(tail); err != nil {
-		return err
+		return nil, err
 	}
 	// The segment must end here.
 	var one [1]byte
 	if n, _ := s.r.Read(one[:]); n != 0 {
-		return corruptf("segment %d is longer than the manifest's %d bytes", s.seg.Number, s.seg.Size)
+		return nil, corruptf("segment %d is longer than the manifest's %d bytes", s.seg.Number, s.seg.Size)
 	}
-	f, err := ParseFooter(tail[len(tail)-FooterSize:], s.seg.Size)
+	entries, err := s.m.checkIndex(tailAt{tail, base}, s.seg.Number, s.chunks)
 	if err != nil {
-		return fmt.Errorf("segment %d: %w", s.seg.Number, err)
+		return nil, fmt.Errorf("segment %d: %w", s.seg.Number, err)
 	}
-	ib := tail[:len(tail)-FooterSize]
-	if h := sha256.Sum256(ib); h != f.IndexHash || h != s.seg.IndexHash || f.Frames != s.seg.Frames {
-		return corruptf("segment %d: index does not match the manifest", s.seg.Number)
-	}
-	entries, err := ParseIndex(ib, f.Frames, f.IndexOffset)
-	if err != nil {
-		return fmt.Errorf("segment %d: %w", s.seg.Number, err)
-	}
-	for i, e := range entries {
-		c := s.m.Chunks[s.chunks[i]]
-		if e.Index != s.chunks[i] || e.Hash != c.Hash || e.Offset != c.Offset || e.PayloadLen != c.PayloadLen || e.Codec != c.Codec {
-			return corruptf("segment %d: index entry %d disagrees with the manifest", s.seg.Number, i)
-		}
-	}
-	return nil
+	return entries, nil
 }
 
-// ReadFrame reads and checks the frame of stored chunk idx from a segment
-// through r; it returns the payload (not yet verified against the hash).
-func ReadFrame(r io.ReaderAt, m *Manifest, idx uint64) (Frame, error) {
-	c := m.Chunks[idx]
-	if c.Kind != KindStored {
-		return Frame{}, fmt.Errorf("format: chunk %d is not stored", idx)
+// tailAt serves the bytes b of a segment, which start at offset base, as
+// an io.ReaderAt.
+type tailAt struct {
+	b    []byte
+	base int64
+}
+
+// ReadAt reads at a segment offset; reads outside the bytes held are
+// corruption: the footer pointed there.
+func (t tailAt) ReadAt(p []byte, off int64) (int, error) {
+	off -= t.base
+	if off < 0 || off+int64(len(p)) > int64(len(t.b)) {
+		return 0, corruptf("footer points outside the segment's index and footer")
 	}
-	buf := make([]byte, c.FrameLen())
-	if _, err := r.ReadAt(buf, c.Offset); err != nil {
-		return Frame{}, err
-	}
-	fh, err := ParseFrameHeader(buf)
-	if err != nil {
-		return Frame{}, err
-	}
-	_, length := m.ChunkRange(idx)
-	if fh.Index != idx || fh.Codec != c.Codec || fh.PayloadLen != c.PayloadLen || int64(fh.RawLen) != length {
-		return Frame{}, corruptf("frame header disagrees with the manifest")
-	}
-	return Frame{Index: idx, Codec: c.Codec, Payload: buf[FrameHeaderSize:]}, nil
+	return copy(p, t.b[off:]), nil
 }

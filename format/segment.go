@@ -13,27 +13,23 @@ const (
 	FrameHeaderSize   = 24
 	FooterSize        = 64
 	indexEntryFixed   = 60
+	// maxIndexLen bounds a segment's index for readers: the writer's
+	// 4,096-frame limit keeps a data segment's under 34 MiB, and the
+	// capture's parity memory limit keeps a parity segment's (4·(K+M)
+	// bytes a row) far smaller.
+	maxIndexLen = 64 << 20
 )
 
-// Segment kinds, recorded in the segment header and the manifest.
-const (
-	SegmentData   uint8 = 0
-	SegmentParity uint8 = 1
-)
-
-// SegmentKey returns the store key of data segment n.
-func SegmentKey(n uint32) string { return fmt.Sprintf("data/%08d.seg", n) }
-
-// SegmentHeader is the first SegmentHeaderSize bytes of a segment.
-type SegmentHeader struct {
+// segmentHeader is the first SegmentHeaderSize bytes of a segment.
+type segmentHeader struct {
 	Version uint16
-	Kind    uint8
+	Kind    SegmentKind
 	Number  uint32
 	ImageID [16]byte
 }
 
-// Marshal returns the header's bytes.
-func (h SegmentHeader) Marshal() []byte {
+// marshal returns the header's bytes.
+func (h segmentHeader) marshal() []byte {
 	b := make([]byte, SegmentHeaderSize)
 	copy(b, segmentMagic[:])
 	binary.LittleEndian.PutUint16(b[8:], h.Version)
@@ -43,9 +39,9 @@ func (h SegmentHeader) Marshal() []byte {
 	return b
 }
 
-// ParseSegmentHeader decodes a segment header.
-func ParseSegmentHeader(b []byte) (SegmentHeader, error) {
-	var h SegmentHeader
+// parseSegmentHeader decodes a segment header.
+func parseSegmentHeader(b []byte) (segmentHeader, error) {
+	var h segmentHeader
 	if len(b) < SegmentHeaderSize {
 		return h, corruptf("segment header is %d bytes, want %d", len(b), SegmentHeaderSize)
 	}
@@ -53,28 +49,43 @@ func ParseSegmentHeader(b []byte) (SegmentHeader, error) {
 		return h, fmt.Errorf("%w: bad segment magic", ErrFormat)
 	}
 	h.Version = binary.LittleEndian.Uint16(b[8:])
-	if h.Version != Version {
-		return h, fmt.Errorf("%w: segment version %d, this seedship reads %d", ErrVersion, h.Version, Version)
+	if h.Version != formatVersion {
+		return h, fmt.Errorf("%w: segment version %d, this seedship reads %d", ErrVersion, h.Version, formatVersion)
 	}
 	kind := binary.LittleEndian.Uint16(b[10:])
 	if kind > uint16(SegmentParity) {
 		return h, corruptf("segment kind %d", kind)
 	}
-	h.Kind = uint8(kind)
+	h.Kind = SegmentKind(kind)
 	h.Number = binary.LittleEndian.Uint32(b[12:])
 	copy(h.ImageID[:], b[16:32])
 	return h, nil
 }
 
+// checkSegmentHeader parses a segment header and checks that it names
+// segment id of the image imageID. It is the one check of a segment
+// header's identity.
+func checkSegmentHeader(b []byte, id SegmentID, imageID [16]byte) error {
+	h, err := parseSegmentHeader(b)
+	if err != nil {
+		return err
+	}
+	if h.Kind != id.Kind || h.Number != id.Number || h.ImageID != imageID {
+		return corruptf("segment header names %s of image %x, want %s of image %x",
+			SegmentID{h.Kind, h.Number}.Key(), h.ImageID, id.Key(), imageID)
+	}
+	return nil
+}
+
 // FrameHeader precedes every chunk payload in a data segment.
-type FrameHeader struct {
+type frameHeader struct {
 	Codec      Codec
 	Index      uint64 // chunk index
 	PayloadLen uint32
 	RawLen     uint32
 }
 
-func (f FrameHeader) put(b []byte) {
+func (f frameHeader) put(b []byte) {
 	copy(b, frameMagic[:])
 	b[4] = byte(f.Codec)
 	b[5], b[6], b[7] = 0, 0, 0
@@ -84,8 +95,8 @@ func (f FrameHeader) put(b []byte) {
 }
 
 // ParseFrameHeader decodes a frame header and checks its bounds.
-func ParseFrameHeader(b []byte) (FrameHeader, error) {
-	var f FrameHeader
+func parseFrameHeader(b []byte) (frameHeader, error) {
+	var f frameHeader
 	if len(b) < FrameHeaderSize {
 		return f, corruptf("frame header is %d bytes, want %d", len(b), FrameHeaderSize)
 	}
@@ -93,7 +104,7 @@ func ParseFrameHeader(b []byte) (FrameHeader, error) {
 		return f, corruptf("bad frame magic %q", b[:4])
 	}
 	f.Codec = Codec(b[4])
-	if !f.Codec.Valid() {
+	if !f.Codec.valid() {
 		return f, corruptf("frame codec %d", b[4])
 	}
 	if b[5]|b[6]|b[7] != 0 {
@@ -129,8 +140,6 @@ type IndexEntry struct {
 	Blocks     []BlockDigest
 }
 
-func (e *IndexEntry) size() int { return indexEntryFixed + len(e.Blocks)*BlockDigestLen }
-
 func (e *IndexEntry) appendTo(b []byte) []byte {
 	var fixed [indexEntryFixed]byte
 	binary.LittleEndian.PutUint64(fixed[0:], e.Index)
@@ -149,7 +158,7 @@ func (e *IndexEntry) appendTo(b []byte) []byte {
 
 // Footer is the last FooterSize bytes of a segment; it locates and
 // authenticates the index.
-type Footer struct {
+type footer struct {
 	IndexOffset int64
 	IndexLen    int64
 	Frames      uint32
@@ -157,7 +166,7 @@ type Footer struct {
 }
 
 // Marshal returns the footer's bytes.
-func (f Footer) Marshal() []byte {
+func (f footer) marshal() []byte {
 	b := make([]byte, FooterSize)
 	binary.LittleEndian.PutUint64(b[0:], uint64(f.IndexOffset))
 	binary.LittleEndian.PutUint64(b[8:], uint64(f.IndexLen))
@@ -168,8 +177,8 @@ func (f Footer) Marshal() []byte {
 }
 
 // ParseFooter decodes a footer and checks it against the segment size.
-func ParseFooter(b []byte, segmentSize int64) (Footer, error) {
-	var f Footer
+func parseFooter(b []byte, segmentSize int64) (footer, error) {
+	var f footer
 	if len(b) != FooterSize {
 		return f, corruptf("footer is %d bytes, want %d", len(b), FooterSize)
 	}
@@ -195,7 +204,7 @@ func ParseFooter(b []byte, segmentSize int64) (Footer, error) {
 
 // ParseIndex decodes a segment index of frames entries, checking that the
 // entries are in increasing offset order and lie before indexOffset.
-func ParseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error) {
+func parseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error) {
 	if int64(frames)*indexEntryFixed > int64(len(b)) {
 		return nil, corruptf("index of %d bytes cannot hold %d frames", len(b), frames)
 	}
@@ -221,7 +230,7 @@ func ParseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error
 		if e.RawLen == 0 || e.RawLen > MaxChunkSize || nb != NumBlocks(int(e.RawLen)) {
 			return nil, corruptf("index entry %d: raw length %d with %d blocks", i, e.RawLen, nb)
 		}
-		if !e.Codec.Valid() {
+		if !e.Codec.valid() {
 			return nil, corruptf("index entry %d: codec %d", i, e.Codec)
 		}
 		if e.Offset != next || e.PayloadLen > maxPayload(int(e.RawLen)) {
@@ -231,14 +240,14 @@ func ParseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error
 		if next > indexOffset {
 			return nil, corruptf("index entry %d: frame runs past the index", i)
 		}
-		if len(b) < nb*BlockDigestLen {
+		if len(b) < nb*blockDigestLen {
 			return nil, corruptf("index entry %d: block digests truncated", i)
 		}
 		e.Blocks = make([]BlockDigest, nb)
 		for j := range e.Blocks {
-			copy(e.Blocks[j][:], b[j*BlockDigestLen:])
+			copy(e.Blocks[j][:], b[j*blockDigestLen:])
 		}
-		b = b[nb*BlockDigestLen:]
+		b = b[nb*blockDigestLen:]
 		out = append(out, e)
 	}
 	if len(b) != 0 {
@@ -250,47 +259,108 @@ func ParseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error
 	return out, nil
 }
 
-// ReadSegmentIndex reads and checks the footer and index of a segment of
+// ReadSummary reads and checks segment id of the image imageID, stored as
+// size bytes in r: its header names id and imageID, and its footer and
+// index are intact. It returns the manifest entry the segment's own bytes
+// give and, for a data segment, its index entries in chunk order. It is
+// how a resumed capture adopts the segments an earlier run wrote. An error
+// from r stays in the returned error's chain.
+func ReadSummary(r io.ReaderAt, size int64, id SegmentID, imageID [16]byte) (SegmentSummary, []IndexEntry, error) {
+	hb := make([]byte, SegmentHeaderSize)
+	if _, err := r.ReadAt(hb, 0); err != nil {
+		return SegmentSummary{}, nil, fmt.Errorf("format: read the header of %s: %w", id.Key(), err)
+	}
+	if err := checkSegmentHeader(hb, id, imageID); err != nil {
+		return SegmentSummary{}, nil, err
+	}
+	if id.Kind == SegmentParity {
+		idx, err := readParityIndex(r, size, Hash{}, -1)
+		if err != nil {
+			return SegmentSummary{}, nil, err
+		}
+		return SegmentSummary{Number: id.Number, Kind: SegmentParity, Size: size, IndexHash: sha256.Sum256(idx.marshal())}, nil, nil
+	}
+	f, entries, err := readDataIndex(r, size)
+	if err != nil {
+		return SegmentSummary{}, nil, err
+	}
+	return SegmentSummary{Number: id.Number, Kind: SegmentData, Size: size, Frames: f.Frames, IndexHash: f.IndexHash}, entries, nil
+}
+
+// ReadImageID reads the header of segment id through r and returns the ID
+// of the image it belongs to. A header that is not one of segment id is
+// damage: a *SegmentError ([IsDamage]). Errors from r are returned
+// wrapped with %w.
+func ReadImageID(r io.ReaderAt, id SegmentID) ([16]byte, error) {
+	hb := make([]byte, SegmentHeaderSize)
+	if _, err := r.ReadAt(hb, 0); err != nil {
+		return [16]byte{}, fmt.Errorf("format: read the header of %s: %w", id.Key(), err)
+	}
+	h, err := parseSegmentHeader(hb)
+	if err == nil {
+		err = checkSegmentHeader(hb, id, h.ImageID)
+	}
+	if err != nil {
+		return [16]byte{}, &SegmentError{ID: id, Err: err}
+	}
+	return h.ImageID, nil
+}
+
+// readDataIndex reads and checks the footer and index of a data segment of
 // the given size through r.
-func ReadSegmentIndex(r io.ReaderAt, size int64) (Footer, []IndexEntry, error) {
+func readDataIndex(r io.ReaderAt, size int64) (footer, []IndexEntry, error) {
+	f, entries, err := readSegmentIndex(r, size, -1)
+	if err != nil && !IsDamage(err) {
+		err = fmt.Errorf("format: read segment index: %w", err)
+	}
+	return f, entries, err
+}
+
+// readSegmentIndex is readDataIndex that, when wantLen is not negative,
+// also requires the index to be wantLen bytes, before allocating it. Read
+// failures are returned unwrapped, for the caller to classify.
+func readSegmentIndex(r io.ReaderAt, size, wantLen int64) (footer, []IndexEntry, error) {
 	if size < SegmentHeaderSize+FooterSize {
-		return Footer{}, nil, corruptf("segment is %d bytes, shorter than header and footer", size)
+		return footer{}, nil, corruptf("segment is %d bytes, shorter than header and footer", size)
 	}
 	fb := make([]byte, FooterSize)
 	if _, err := r.ReadAt(fb, size-FooterSize); err != nil {
-		return Footer{}, nil, fmt.Errorf("format: read footer: %w", err)
+		return footer{}, nil, err
 	}
-	f, err := ParseFooter(fb, size)
+	f, err := parseFooter(fb, size)
 	if err != nil {
 		return f, nil, err
 	}
-	if f.IndexLen > MaxManifestSize {
-		return f, nil, fmt.Errorf("%w: index of %d bytes", ErrTooLarge, f.IndexLen)
+	if f.IndexLen > maxIndexLen {
+		return f, nil, fmt.Errorf("%w: index of %d bytes, over %d", ErrTooLarge, f.IndexLen, maxIndexLen)
+	}
+	if wantLen >= 0 && f.IndexLen != wantLen {
+		return f, nil, corruptf("index of %d bytes, its chunks need %d", f.IndexLen, wantLen)
 	}
 	ib := make([]byte, f.IndexLen)
 	if _, err := r.ReadAt(ib, f.IndexOffset); err != nil {
-		return f, nil, fmt.Errorf("format: read index: %w", err)
+		return f, nil, err
 	}
 	if sha256.Sum256(ib) != f.IndexHash {
 		return f, nil, corruptf("segment index hash mismatch")
 	}
-	entries, err := ParseIndex(ib, f.Frames, f.IndexOffset)
+	entries, err := parseIndex(ib, f.Frames, f.IndexOffset)
 	return f, entries, err
 }
 
 // SegmentSummary is what a closed segment contributes to the manifest.
 type SegmentSummary struct {
 	Number    uint32
-	Kind      uint8
+	Kind      SegmentKind
 	Size      int64
 	Frames    uint32
 	IndexHash Hash
 }
 
-// SegmentWriter appends chunk frames to one data segment. It writes only
+// segmentWriter appends chunk frames to one data segment. It writes only
 // forward, so w may be a pipe to an upload. The first error is sticky.
 // It is not safe for concurrent use.
-type SegmentWriter struct {
+type segmentWriter struct {
 	w      io.Writer
 	number uint32
 	off    int64
@@ -301,14 +371,14 @@ type SegmentWriter struct {
 	closed bool
 }
 
-// NewSegmentWriter writes the header of data segment number to w.
-func NewSegmentWriter(w io.Writer, number uint32, imageID [16]byte) *SegmentWriter {
-	s := &SegmentWriter{w: w, number: number}
-	s.write(SegmentHeader{Version: Version, Kind: SegmentData, Number: number, ImageID: imageID}.Marshal())
+// newSegmentWriter writes the header of data segment number to w.
+func newSegmentWriter(w io.Writer, number uint32, imageID [16]byte) *segmentWriter {
+	s := &segmentWriter{w: w, number: number}
+	s.write(segmentHeader{Version: formatVersion, Kind: SegmentData, Number: number, ImageID: imageID}.marshal())
 	return s
 }
 
-func (s *SegmentWriter) write(b []byte) {
+func (s *segmentWriter) write(b []byte) {
 	if s.err != nil {
 		return
 	}
@@ -322,14 +392,14 @@ func (s *SegmentWriter) write(b []byte) {
 	}
 }
 
-// Size returns the bytes written so far.
-func (s *SegmentWriter) Size() int64 { return s.off }
+// size returns the bytes written so far.
+func (s *segmentWriter) size() int64 { return s.off }
 
-// WriteChunk appends a frame for a stored chunk and returns the frame's
+// writeChunk appends a frame for a stored chunk and returns the frame's
 // offset. Zero chunks are not stored and must not be passed here.
-func (s *SegmentWriter) WriteChunk(index uint64, ec *EncodedChunk) (int64, error) {
+func (s *segmentWriter) writeChunk(index uint64, ec *EncodedChunk) (int64, error) {
 	if s.closed {
-		return 0, ErrWriterClosed
+		return 0, errWriterClosed
 	}
 	if s.err != nil {
 		return 0, s.err
@@ -338,7 +408,7 @@ func (s *SegmentWriter) WriteChunk(index uint64, ec *EncodedChunk) (int64, error
 		return 0, fmt.Errorf("format: zero chunk %d has no frame", index)
 	}
 	off := s.off
-	FrameHeader{Codec: ec.Codec, Index: index, PayloadLen: uint32(len(ec.Payload)), RawLen: uint32(ec.RawLen)}.put(s.hdr[:])
+	frameHeader{Codec: ec.Codec, Index: index, PayloadLen: uint32(len(ec.Payload)), RawLen: uint32(ec.RawLen)}.put(s.hdr[:])
 	s.write(s.hdr[:])
 	s.write(ec.Payload)
 	e := IndexEntry{Index: index, Offset: off, PayloadLen: uint32(len(ec.Payload)), RawLen: uint32(ec.RawLen),
@@ -348,15 +418,15 @@ func (s *SegmentWriter) WriteChunk(index uint64, ec *EncodedChunk) (int64, error
 	return off, s.err
 }
 
-// Close writes the index and footer. It does not close the underlying
+// close writes the index and footer. It does not close the underlying
 // writer.
-func (s *SegmentWriter) Close() (SegmentSummary, error) {
+func (s *segmentWriter) close() (SegmentSummary, error) {
 	if s.closed {
-		return SegmentSummary{}, ErrWriterClosed
+		return SegmentSummary{}, errWriterClosed
 	}
 	s.closed = true
-	f := Footer{IndexOffset: s.off, IndexLen: int64(len(s.index)), Frames: s.frames, IndexHash: sha256.Sum256(s.index)}
+	f := footer{IndexOffset: s.off, IndexLen: int64(len(s.index)), Frames: s.frames, IndexHash: sha256.Sum256(s.index)}
 	s.write(s.index)
-	s.write(f.Marshal())
+	s.write(f.marshal())
 	return SegmentSummary{Number: s.number, Kind: SegmentData, Size: s.off, Frames: s.frames, IndexHash: f.IndexHash}, s.err
 }

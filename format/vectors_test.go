@@ -163,11 +163,11 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	}
 	if vs.parity != nil {
 		must(t, w.SetParity(*vs.parity, func(ps *ParitySegment) error {
-			segs[ParityKey(ps.Number)] = bytes.NewBuffer(append(append(bytes.Clone(ps.Header), ps.Rows...), ps.Trailer...))
+			segs[ParityID(ps.Number).Key()] = bytes.NewBuffer(append(append(bytes.Clone(ps.Header), ps.Rows...), ps.Trailer...))
 			return nil
 		}))
 	}
-	blocks := make([]BlockDigest, vs.chunk/BlockSize)
+	blocks := make([]BlockDigest, vs.chunk/blockSize)
 	for off := 0; off < len(src); off += vs.chunk {
 		ec := codec.Encode(src[off:min(off+vs.chunk, len(src))], nil, blocks)
 		if err := w.Add(&ec); err != nil {
@@ -187,6 +187,9 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	must(t, os.MkdirAll(filepath.Join(dir, "image", "parity"), 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, "source.bin"), src, 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "image", ManifestKey), mb, 0o644))
+	for _, k := range m.CopyKeys() { // spec §9.5: parity images carry M copies
+		must(t, os.WriteFile(filepath.Join(dir, "image", k), mb, 0o644))
+	}
 	for k, b := range segs {
 		must(t, os.WriteFile(filepath.Join(dir, "image", k), b.Bytes(), 0o644))
 	}
@@ -219,8 +222,8 @@ func describe(t *testing.T, name, desc string, m *Manifest, segs memSegments) ve
 	blocks := map[uint64][]BlockDigest{}
 	for _, s := range m.Segments {
 		v.Segments = append(v.Segments, s.Size)
-		b := segs[SegmentKey(s.Number)].Bytes()
-		_, entries, err := ReadSegmentIndex(bytes.NewReader(b), int64(len(b)))
+		b := segs[DataID(s.Number).Key()].Bytes()
+		_, entries, err := readDataIndex(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -301,6 +304,9 @@ func TestVectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
+		if !e.IsDir() {
+			continue // README.md
+		}
 		t.Run(e.Name(), func(t *testing.T) {
 			var v vector
 			b, err := os.ReadFile(filepath.Join(vectorDir, e.Name(), "vector.json"))
@@ -321,6 +327,11 @@ func checkCleanVector(t *testing.T, dir string, v vector) {
 	must(t, err)
 	m, err := DecodeManifest(files[ManifestKey])
 	must(t, err)
+	for _, k := range m.CopyKeys() {
+		if !bytes.Equal(files[k], files[ManifestKey]) {
+			t.Fatalf("%s is not a copy of the manifest (spec §9.5)", k)
+		}
+	}
 	segs := asSegments(files)
 	got := describe(t, v.Name, v.Description, m, segs)
 	gj, _ := json.Marshal(got)
@@ -421,18 +432,18 @@ var _ = io.EOF
 func checkVectorParity(t *testing.T, m *Manifest, g Geometry, segs memSegments) {
 	coder, _ := g.NewCoder()
 	for s := 0; s < m.Stripes(); s++ {
-		pb := segs[ParityKey(g.ParityNumber(uint32(s), 0))].Bytes()
-		idx, err := ReadParityIndex(bytes.NewReader(pb), int64(len(pb)), m.Parity[s*g.M].IndexHash)
+		pb := segs[ParityID(g.ParityNumber(uint32(s), 0)).Key()].Bytes()
+		idx, err := readParityIndex(bytes.NewReader(pb), int64(len(pb)), m.Parity[s*g.M].IndexHash, -1)
 		must(t, err)
 		shard := func(i int) []byte {
 			b := make([]byte, idx.Rows*idx.RowSize)
 			if i < g.K {
 				if d := idx.Data[i]; d.Present() {
-					copy(b, segs[SegmentKey(d.Number)].Bytes())
+					copy(b, segs[DataID(d.Number).Key()].Bytes())
 				}
 				return b
 			}
-			copy(b, segs[ParityKey(g.ParityNumber(uint32(s), i-g.K))].Bytes()[SegmentHeaderSize:])
+			copy(b, segs[ParityID(g.ParityNumber(uint32(s), i-g.K)).Key()].Bytes()[SegmentHeaderSize:])
 			return b
 		}
 		for lose := range g.K + g.M {
@@ -440,13 +451,13 @@ func checkVectorParity(t *testing.T, m *Manifest, g Geometry, segs memSegments) 
 				row := make([][]byte, g.K+g.M)
 				for i := range row {
 					row[i] = shard(i)[r*idx.RowSize : (r+1)*idx.RowSize]
-					if RowCRC(row[i]) != idx.CRC[i][r] {
+					if RowCRC(0, row[i]) != idx.CRC[i][r] {
 						t.Fatalf("stripe %d shard %d row %d CRC", s, i, r)
 					}
 				}
 				want := row[lose]
 				row[lose] = nil
-				must(t, g.ReconstructRow(coder, row))
+				must(t, coder.Reconstruct(row))
 				if !bytes.Equal(row[lose], want) {
 					t.Fatalf("stripe %d: shard %d row %d not rebuilt", s, lose, r)
 				}

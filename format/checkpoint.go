@@ -1,0 +1,219 @@
+package format
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash"
+	"time"
+)
+
+// CheckpointKey is where a running capture records how far it got (spec
+// §7.1). Readers of an image ignore it; a finished capture deletes it.
+const CheckpointKey = "capture.ckpt"
+
+// MaxCheckpointSize bounds what a reader accepts as a checkpoint, before
+// it reads it: a checkpoint is a few hundred bytes.
+const MaxCheckpointSize = 64 << 10
+
+// checkpointVersion 2 added the seal and the stored-segments digest;
+// version 1 checkpoints (unsealed) are refused.
+const checkpointVersion = 2
+
+// checkpointDomain separates checkpoint seals from every other SHA-256.
+const checkpointDomain = "seedship-checkpoint\n"
+
+// Checkpoint is the progress record of an unfinished capture (spec §7.1):
+// data segments 0 … Segments−1 and the parity of the stripes they complete
+// are stored, the first Chunks chunks are recorded (the last stored one is
+// the last frame of segment Segments−1), and SHA256State is the
+// whole-source SHA-256 state after Chunks chunks.
+type Checkpoint struct {
+	ImageID      [16]byte
+	Source       Source
+	ChunkSize    int
+	Level        int
+	SegmentSize  int64
+	Parity       *Geometry
+	CaptureStart time.Time
+	Segments     uint32
+	Chunks       uint64
+	SHA256State  []byte
+	// Stored is [StoredDigest] of the segments stored so far: it binds the
+	// checkpoint to exactly those segments.
+	Stored Hash
+}
+
+// checkpointJSON is the encoding of a checkpoint.
+type checkpointJSON struct {
+	Format       string    `json:"format"`
+	Version      int       `json:"version"`
+	ImageID      string    `json:"image_id"`
+	Source       Source    `json:"source"`
+	ChunkSize    int       `json:"chunk_size"`
+	Level        int       `json:"level"`
+	SegmentSize  int64     `json:"segment_size"`
+	Parity       *Geometry `json:"parity,omitempty"`
+	CaptureStart time.Time `json:"capture_start"`
+	Segments     uint32    `json:"segments"`
+	Chunks       uint64    `json:"chunks"`
+	SHA256State  []byte    `json:"sha256_state"`
+	Stored       string    `json:"stored_sha256"`
+	Seal         string    `json:"seal"`
+}
+
+// StoredDigest returns the digest that binds a checkpoint to the stored
+// segments (spec §7.1): SHA-256(D ‖ P), where D is the SHA-256 over the
+// summaries of the data segments in order and P the same over the parity
+// segments; a summary is its kind (1 byte), number (4), size (8), frame
+// count (4) and index hash (32), integers little-endian.
+func StoredDigest(data, parity []SegmentSummary) Hash {
+	var d storedDigest
+	for _, s := range data {
+		d.add(s)
+	}
+	for _, s := range parity {
+		d.add(s)
+	}
+	return d.sum()
+}
+
+// storedDigest computes [StoredDigest] incrementally, as segments are
+// stored, in constant memory.
+type storedDigest struct{ data, parity hash.Hash }
+
+func (d *storedDigest) add(s SegmentSummary) {
+	if d.data == nil {
+		d.data, d.parity = sha256.New(), sha256.New()
+	}
+	var b [49]byte
+	b[0] = byte(s.Kind)
+	binary.LittleEndian.PutUint32(b[1:], s.Number)
+	binary.LittleEndian.PutUint64(b[5:], uint64(s.Size))
+	binary.LittleEndian.PutUint32(b[13:], s.Frames)
+	copy(b[17:], s.IndexHash[:])
+	if s.Kind == SegmentParity {
+		d.parity.Write(b[:])
+	} else {
+		d.data.Write(b[:])
+	}
+}
+
+func (d *storedDigest) sum() Hash {
+	if d.data == nil {
+		d.data, d.parity = sha256.New(), sha256.New()
+	}
+	var b [64]byte
+	d.data.Sum(b[:0])
+	d.parity.Sum(b[32:32])
+	return sha256.Sum256(b[:])
+}
+
+// checkpointSeal is the seal of a checkpoint: the SHA-256 over the domain
+// string, the image ID and the checkpoint's JSON encoding with an empty
+// seal field, so that a checkpoint of another image, or one whose fields
+// were edited or damaged, is recognised.
+func checkpointSeal(imageID [16]byte, j checkpointJSON) (Hash, error) {
+	j.Seal = ""
+	b, err := json.Marshal(j)
+	if err != nil {
+		return Hash{}, fmt.Errorf("format: checkpoint: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(checkpointDomain))
+	h.Write(imageID[:])
+	h.Write(b)
+	var out Hash
+	h.Sum(out[:0])
+	return out, nil
+}
+
+// Marshal encodes the checkpoint as one JSON object whose "seal" field
+// authenticates the rest (spec §7.1).
+func (c *Checkpoint) Marshal() ([]byte, error) {
+	j := checkpointJSON{
+		Format: "seedship-checkpoint", Version: checkpointVersion, ImageID: hex.EncodeToString(c.ImageID[:]),
+		Source: c.Source, ChunkSize: c.ChunkSize, Level: c.Level, SegmentSize: c.SegmentSize, Parity: c.Parity,
+		CaptureStart: c.CaptureStart, Segments: c.Segments, Chunks: c.Chunks, SHA256State: c.SHA256State,
+		Stored: hex.EncodeToString(c.Stored[:]),
+	}
+	seal, err := checkpointSeal(c.ImageID, j)
+	if err != nil {
+		return nil, err
+	}
+	j.Seal = hex.EncodeToString(seal[:])
+	b, err := json.Marshal(j)
+	if err != nil {
+		return nil, fmt.Errorf("format: checkpoint: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// ParseCheckpoint decodes and checks a checkpoint: its size, its version,
+// its seal and the ranges of its fields. A damaged or edited checkpoint
+// returns an error wrapping ErrCorrupt; one of another version, or not a
+// checkpoint at all, ErrVersion or ErrFormat. It does not compare the
+// checkpoint with the stored segments; the caller does, with
+// [StoredDigest].
+func ParseCheckpoint(b []byte) (*Checkpoint, error) {
+	if len(b) > MaxCheckpointSize {
+		return nil, fmt.Errorf("%w: checkpoint of %d bytes (at most %d)", ErrTooLarge, len(b), MaxCheckpointSize)
+	}
+	var j checkpointJSON
+	if jerr := json.Unmarshal(b, &j); jerr != nil || j.Format != "seedship-checkpoint" {
+		return nil, fmt.Errorf("%w: not a capture checkpoint", ErrFormat)
+	}
+	if j.Version != checkpointVersion {
+		return nil, fmt.Errorf("%w: checkpoint version %d, this seedship reads %d", ErrVersion, j.Version, checkpointVersion)
+	}
+	c := &Checkpoint{Source: j.Source, ChunkSize: j.ChunkSize, Level: j.Level, SegmentSize: j.SegmentSize,
+		Parity: j.Parity, CaptureStart: j.CaptureStart, Segments: j.Segments, Chunks: j.Chunks, SHA256State: j.SHA256State}
+	if err := decodeHex(c.ImageID[:], j.ImageID); err != nil {
+		return nil, corruptf("checkpoint image id: %v", err)
+	}
+	var seal Hash
+	if err := decodeHex(seal[:], j.Seal); err != nil {
+		return nil, corruptf("checkpoint seal: %v", err)
+	}
+	if want, err := checkpointSeal(c.ImageID, j); err != nil || want != seal {
+		return nil, corruptf("checkpoint seal does not match its contents (edited or damaged)")
+	}
+	if err := decodeHex(c.Stored[:], j.Stored); err != nil {
+		return nil, corruptf("checkpoint stored_sha256: %v", err)
+	}
+	return c, c.validate()
+}
+
+// validate checks the ranges of a checkpoint's fields, so that no count
+// in it can make a resuming capture allocate or loop without bound.
+func (c *Checkpoint) validate() error {
+	switch {
+	case c.ChunkSize < MinChunkSize || c.ChunkSize > MaxChunkSize || c.ChunkSize&(c.ChunkSize-1) != 0:
+		return corruptf("checkpoint chunk size %d", c.ChunkSize)
+	case c.SegmentSize < MinSegmentSize:
+		return corruptf("checkpoint segment size %d", c.SegmentSize)
+	case c.Source.Size < 0:
+		return corruptf("checkpoint source size %d", c.Source.Size)
+	case c.Segments > maxSegmentNumber:
+		return corruptf("checkpoint counts %d segments", c.Segments)
+	}
+	if nchunks := uint64((c.Source.Size + int64(c.ChunkSize) - 1) / int64(c.ChunkSize)); c.Chunks > nchunks {
+		return corruptf("checkpoint counts %d chunks in a source of %d", c.Chunks, nchunks)
+	}
+	if c.Parity != nil {
+		if err := c.Parity.Validate(); err != nil {
+			return corruptf("checkpoint parity: %v", err)
+		}
+	}
+	return nil
+}
+
+func decodeHex(dst []byte, s string) error {
+	if len(s) != 2*len(dst) {
+		return fmt.Errorf("%d hex digits, want %d", len(s), 2*len(dst))
+	}
+	_, err := hex.Decode(dst, []byte(s))
+	return err
+}
