@@ -3,54 +3,106 @@ package verify
 import (
 	"context"
 
+	"fmt"
+	"slices"
+
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/store"
 )
+
+// ScanOptions tunes [Check] and [Scan]. Zero values mean the defaults.
+type ScanOptions struct {
+	// Workers decode and hash chunks in parallel; default GOMAXPROCS.
+	Workers int
+	// Readers stream segments in parallel; default the store's
+	// connection count, or 2.
+	Readers int
+	// OnChunk, if set, receives every stored chunk's raw bytes after they
+	// passed their checks, from worker goroutines concurrently. raw is
+	// valid only during the call. An error from OnChunk ends the scan.
+	OnChunk func(index uint64, raw []byte) error
+	// OnProgress, if set, is called with the raw bytes of each chunk done.
+	OnProgress func(n int64)
+	// StopOnDamage ends the scan at the first finding.
+	StopOnDamage bool
+	// Segments restricts the scan to these data segments (nil: all).
+	Segments []uint32
+}
 
 // CheckOptions tunes [Check].
 type CheckOptions struct {
 	ScanOptions
 }
 
-// Check examines a whole image: every chunk of every data segment, every
-// parity segment, the manifest and its copies, and, for each damaged parity
-// stripe, whether parity can rebuild it. It reads each segment once, plus
-// the damaged rows of damaged stripes.
+// Scan reads every stored chunk of the chosen segments of the image in st
+// described by m and checks it ([seed.Image.Read]); damage is collected in
+// the returned Report. The error is for failures that stop the scan; with
+// StopOnDamage, damage stops it with an error wrapping ErrDamaged.
+func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOptions) (*Report, error) {
+	rep := &Report{}
+	err := scan(ctx, seed.New(st, m, nil), opts, nil, rep)
+	rep.Sort()
+	return rep, err
+}
+
+func scan(ctx context.Context, im *seed.Image, opts ScanOptions, parity map[uint32]*format.ParityIndex, rep *Report) error {
+	stats, err := im.Read(ctx, seed.ReadOptions{Workers: opts.Workers, Readers: opts.Readers, Segments: opts.Segments,
+		OnChunk: opts.OnChunk, OnProgress: opts.OnProgress, StopOnDamage: opts.StopOnDamage,
+		OnDamage: rep.addDamage, Parity: parity})
+	rep.mu.Lock()
+	rep.ChunksOK, rep.ZeroChunks, rep.BytesChecked = stats.ChunksOK, stats.ZeroChunks, stats.BytesChecked
+	rep.mu.Unlock()
+	if err != nil && opts.StopOnDamage && format.IsDamage(err) {
+		err = fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	return err
+}
+
+// Check examines a whole image: every chunk of every data segment (hash and
+// block digests), every segment's structure, every parity segment and row,
+// the manifest and its copies, and, for each damaged parity stripe,
+// whether parity can rebuild it. It reads each segment once, plus the
+// damaged rows of damaged stripes. It writes nothing.
 func Check(ctx context.Context, st store.Store, m *format.Manifest, opts CheckOptions) (*Report, error) {
+	return CheckImage(ctx, seed.New(st, m, nil), opts)
+}
+
+// CheckImage is [Check] of an opened image.
+func CheckImage(ctx context.Context, im *seed.Image, opts CheckOptions) (*Report, error) {
 	so := opts.ScanOptions
 	so.StopOnDamage = false
-	prep := &Report{}
-	indexes, err := CheckParity(ctx, st, m, prep)
-	if err != nil {
-		return prep, err
+	rep := &Report{}
+	for _, d := range im.Strays() {
+		rep.ignore(d)
 	}
-	if g, ok := m.Geometry(); ok {
-		// Data segments are also checked against their rows' CRC-32C:
-		// a changed byte that still decodes to the right chunk (an
-		// unused bit of a zstd header) would otherwise go unnoticed
-		// and later count as an erasure in every repair of its rows.
-		so.RowCRC = func(seg uint32) (int, []uint32, bool) {
-			s, pos := g.Stripe(seg)
-			idx := indexes[s]
-			if idx == nil {
-				return 0, nil, false
-			}
-			return idx.RowSize, idx.CRC[pos], true
-		}
-	}
-	rep, err := Scan(ctx, st, m, so)
+	indexes, err := im.CheckParity(ctx, func(d seed.Damage) { rep.add(d) })
 	if err != nil {
 		return rep, err
 	}
-	for _, f := range prep.Findings {
-		rep.add(f)
+	if err := scan(ctx, im, so, indexes, rep); err != nil {
+		return rep, err
 	}
-	_, mf := CheckManifestCopies(ctx, st, m, m.CopyKeys())
-	for _, f := range mf {
-		rep.add(f)
+	rep.checked(CheckChunkHashes, CheckBlockDigests, CheckSegments)
+	if m := im.Manifest(); m.Stripes() > 0 && len(indexes) == m.Stripes() {
+		// Every stripe had an intact parity index, so every row of
+		// every parity and data segment was compared with its CRC.
+		rep.checked(CheckParityRows)
 	}
+	mc, err := im.CheckManifests(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, d := range mc.Damage {
+		if slices.Contains(mc.Strays, d.Key) {
+			rep.ignore(d)
+		} else {
+			rep.add(d)
+		}
+	}
+	rep.checked(CheckManifests)
 	if len(rep.Findings) > 0 {
-		rep.Stripes, err = Stripes(ctx, st, m, rep.Findings)
+		rep.Stripes, err = im.Stripes(ctx, rep.Findings)
 	}
 	rep.Sort()
 	return rep, err
@@ -58,7 +110,8 @@ func Check(ctx context.Context, st store.Store, m *format.Manifest, opts CheckOp
 
 // Repairable reports whether every finding can be repaired: each damaged
 // segment lies in a stripe parity can rebuild, and an intact manifest copy
-// exists (the manifest was loaded, so one does).
+// exists (the manifest was loaded, so one does). Copies of another image
+// need no repair: they are not part of this image.
 func (r *Report) Repairable(m *format.Manifest) bool {
 	if len(r.Findings) == 0 {
 		return true
@@ -76,23 +129,14 @@ func (r *Report) Repairable(m *format.Manifest) bool {
 		}
 	}
 	for _, f := range r.Findings {
-		if f.Key == format.ManifestKey || isCopyKey(m, f.Key) {
-			continue
+		if _, isSeg := f.SegmentID(); !isSeg {
+			continue // a manifest file: rewritten from the intact manifest
 		}
 		if !inStripe[f.Key] {
 			return false
 		}
 	}
 	return true
-}
-
-func isCopyKey(m *format.Manifest, key string) bool {
-	for _, k := range m.CopyKeys() {
-		if k == key {
-			return true
-		}
-	}
-	return false
 }
 
 // LostChunks lists the chunks beyond repair: all damaged chunks without
@@ -112,4 +156,11 @@ func (r *Report) LostChunks(m *format.Manifest) []uint64 {
 		}
 	}
 	return out
+}
+
+// ignore names a file left alone, once.
+func (r *Report) ignore(d seed.Damage) {
+	if !slices.ContainsFunc(r.Ignored, func(f Finding) bool { return f.Key == d.Key }) {
+		r.Ignored = append(r.Ignored, d)
+	}
 }

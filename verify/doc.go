@@ -1,10 +1,18 @@
-// Package verify checks a seedship image through package format and a
-// store.Store: the manifest, every chunk hash, each segment's index and
-// footer, and a device or file against the image. It owns the scan that
-// reads every stored chunk back and verifies it, which restore reuses, so
-// restore never writes a byte that has not passed its chunk hash.
+// Package verify checks a seedship image, or a device against an image, and
+// reports what it found. It is checking and reporting on top of package
+// seed, the one image reader: [Check] has seed read every manifest file,
+// every data segment (chunk hashes, block digests, headers, indexes,
+// footers) and every parity segment (rows against their CRC-32C), and asks
+// seed whether parity can rebuild each damaged stripe; [Device] compares a
+// device or file with the manifest's chunk hashes and recomputes the
+// whole-source SHA-256 while it reads.
 //
 // Its results are reports that collect every finding (chunk index, source
 // byte range, segment), like restic's checker: one bad chunk does not hide
-// the next. It must never write to a target device.
+// the next, and each report lists which checks ran (Report.Checked).
+// Manifest copies of another image are named (Report.Ignored), never
+// counted as this image's.
+//
+// It writes nothing: not to a target device, and not to the image (repair
+// is the engine's, built on seed).
 package verify

@@ -120,8 +120,8 @@ func FuzzParityDamage(f *testing.F) {
 	op := func(kind byte, key string, off int, val byte) []byte {
 		return []byte{kind, idx(key), byte(off), byte(off >> 8), byte(off >> 16), val}
 	}
-	seg0, seg1 := format.SegmentKey(0), format.SegmentKey(1)
-	par0, par1 := format.ParityKey(0), format.ParityKey(1)
+	seg0, seg1 := format.DataID(0).Key(), format.DataID(1).Key()
+	par0, par1 := format.ParityID(0).Key(), format.ParityID(1).Key()
 	f.Add([]byte{})                                                               // no damage: must be intact
 	f.Add(op(0, seg0, 1000, 0x01))                                                // a flip in a payload
 	f.Add(op(0, seg1, 5, 0x80))                                                   // in a header
@@ -129,7 +129,7 @@ func FuzzParityDamage(f *testing.F) {
 	f.Add(op(4, seg1, 50000, 0))                                                  // a truncation
 	f.Add(op(6, par1, 0, 0))                                                      // a parity segment deleted
 	f.Add(op(6, format.ManifestKey, 0, 0))                                        // the manifest deleted
-	f.Add(op(0, format.ManifestCopyKey(1), 9, 0x4))                               // a copy damaged
+	f.Add(op(0, ti.m.CopyKeys()[0], 9, 0x4))                                      // a copy damaged
 	f.Add(slices.Concat(op(6, seg0, 0, 0), op(6, seg1, 0, 0), op(6, par0, 0, 0))) // M+1 of stripe 0
 	f.Add(slices.Concat(op(7, seg0, 40, 200), op(2, format.ManifestKey, 60, 1), op(4, par1, 70000, 0)))
 
@@ -142,7 +142,7 @@ func FuzzParityDamage(f *testing.F) {
 			t.Fatal(err)
 		}
 		ctx := context.Background()
-		m, err := verify.LoadManifest(ctx, st)
+		m, err := loadManifest(ctx, st)
 		if err != nil {
 			if !changed {
 				t.Fatalf("undamaged image: LoadManifest: %v", err)

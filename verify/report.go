@@ -7,38 +7,73 @@ import (
 	"sync"
 
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seed"
 )
 
-// Finding is one piece of damage.
-type Finding struct {
-	Key     string // the image file involved (segment, parity segment, manifest)
-	Rows    []int  // for a parity segment: the damaged rows; nil means all
-	Chunk   uint64 // chunk index; meaningful when IsChunk
-	IsChunk bool   // the finding is about one chunk's data
-	Offset  int64  // first source byte affected (chunks only)
-	Length  int64  // source bytes affected (chunks only)
-	Segment uint32 // the data segment involved, if any
-	Err     error
-}
+// Finding is one piece of damage: a [seed.Damage].
+type Finding = seed.Damage
 
-func (f Finding) String() string {
-	if f.IsChunk {
-		return fmt.Sprintf("chunk %d: source bytes %d-%d (segment %d): %v", f.Chunk, f.Offset, f.Offset+f.Length-1, f.Segment, errors.Unwrap(f.Err))
-	}
-	return f.Err.Error()
-}
+// StripeStatus says what is damaged in one parity stripe and whether
+// parity can rebuild it: a [seed.StripeStatus].
+type StripeStatus = seed.StripeStatus
+
+// CheckKind names one kind of check a report's checker made, for the CLI to
+// print and put in --json.
+type CheckKind string
+
+// The checks a report can list.
+const (
+	// CheckChunkHashes: every stored chunk decoded and matched its hash
+	// (or, for a device, every chunk of the device matched its hash).
+	CheckChunkHashes CheckKind = "chunk-hashes"
+	// CheckBlockDigests: every stored chunk's 64 KiB block digests
+	// matched its segment index.
+	CheckBlockDigests CheckKind = "block-digests"
+	// CheckSegments: every segment header, index and footer matched the
+	// manifest, and every segment its recorded size.
+	CheckSegments CheckKind = "segment-structure"
+	// CheckParityRows: every parity segment row, and every data segment
+	// row, matched its CRC-32C (parity images).
+	CheckParityRows CheckKind = "parity-rows"
+	// CheckManifests: manifest.ssm and each of its copies is the
+	// image's manifest (copies of another image are named, ignored).
+	CheckManifests CheckKind = "manifest-copies"
+	// CheckSourceSHA256: the whole-source SHA-256 of the manifest was
+	// recomputed from the device's bytes and matched.
+	CheckSourceSHA256 CheckKind = "source-sha256"
+)
+
+// Sentinel errors.
+var (
+	// ErrNoImage means the location holds no manifest: it is not a
+	// seedship image, or its capture never finished. It is seed.ErrNoImage.
+	ErrNoImage = seed.ErrNoImage
+	// ErrDamaged means the image or device failed a check; the Report
+	// says where.
+	ErrDamaged = errors.New("verify: damage found")
+)
 
 // Report collects the outcome of a check. Its methods are safe for
-// concurrent use while a scan runs.
+// concurrent use while a check runs.
 type Report struct {
 	mu           sync.Mutex
 	Findings     []Finding
-	ChunksOK     uint64 // stored chunks whose hash matched
+	ChunksOK     uint64 // stored chunks that passed every check
 	ZeroChunks   uint64 // zero chunks (checked against the manifest only, or on the device)
 	BytesChecked int64  // raw bytes verified
 	// Stripes says, for parity images, what each damaged stripe needs
 	// and whether it can be rebuilt.
 	Stripes []StripeStatus
+	// Checked lists what was checked, in the order the checks ran. A
+	// check is listed only if it ran over everything it covers.
+	Checked []CheckKind
+	// SourceSHA256 is the whole-source SHA-256 recomputed from a device
+	// (hex), when CheckSourceSHA256 ran.
+	SourceSHA256 string
+	// Ignored names files that look like part of the image but are not,
+	// and were left alone: manifest copies of another image (or beyond
+	// the image's copy count). They are not damage of this image.
+	Ignored []Finding
 }
 
 func (r *Report) add(f Finding) {
@@ -47,15 +82,15 @@ func (r *Report) add(f Finding) {
 	r.mu.Unlock()
 }
 
-// addErr records damage to key; a *format.ChunkError becomes a chunk
-// finding.
-func (r *Report) addErr(key string, err error) {
-	var ce *format.ChunkError
-	if errors.As(err, &ce) {
-		r.add(Finding{Key: key, Chunk: ce.Index, IsChunk: true, Offset: ce.Offset, Length: ce.Length, Segment: ce.Segment, Err: err})
-		return
-	}
-	r.add(Finding{Key: key, Err: err})
+func (r *Report) addDamage(d seed.Damage) error {
+	r.add(d)
+	return nil
+}
+
+func (r *Report) checked(c ...CheckKind) {
+	r.mu.Lock()
+	r.Checked = append(r.Checked, c...)
+	r.mu.Unlock()
 }
 
 func (r *Report) ok(n int64) {
@@ -76,13 +111,7 @@ func (r *Report) OK() bool {
 func (r *Report) Sort() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	sort.SliceStable(r.Findings, func(i, j int) bool {
-		a, b := r.Findings[i], r.Findings[j]
-		if a.IsChunk != b.IsChunk {
-			return a.IsChunk
-		}
-		return a.Chunk < b.Chunk
-	})
+	seed.SortDamage(r.Findings)
 }
 
 // BadChunks returns the sorted, de-duplicated indices of damaged chunks.
@@ -109,5 +138,15 @@ func (r *Report) Err() error {
 	if len(r.Findings) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: %d finding(s), first: %v", ErrDamaged, len(r.Findings), r.Findings[0])
+	f := r.Findings[0]
+	if f.IsChunk {
+		return fmt.Errorf("%w: %d finding(s), first: chunk %d: source bytes %d-%d: %w", ErrDamaged, len(r.Findings), f.Chunk, f.Offset, f.Offset+f.Length-1, f.Err)
+	}
+	return fmt.Errorf("%w: %d finding(s), first: %w", ErrDamaged, len(r.Findings), f.Err)
+}
+
+// chunkFinding makes the finding of a chunk that differs on a device.
+func chunkFinding(key string, i uint64, off, length int64, seg uint32, err error) Finding {
+	return Finding{Key: key, Chunk: i, IsChunk: true, Offset: off, Length: length, Segment: seg,
+		Err: &format.ChunkError{Index: i, Offset: off, Length: length, Segment: seg, Err: err}}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/store/dir"
 	"github.com/seedship/seedship/verify"
@@ -180,19 +181,19 @@ func remove(t testing.TB, d, key string) {
 }
 
 func (ti testImage) dataKey(s uint32, pos int) string {
-	return format.SegmentKey(s*uint32(ti.g.K) + uint32(pos))
+	return format.DataID(s*uint32(ti.g.K) + uint32(pos)).Key()
 }
 
 func (ti testImage) parityKey(s uint32, j int) string {
-	return format.ParityKey(ti.g.ParityNumber(s, j))
+	return format.ParityID(ti.g.ParityNumber(s, j)).Key()
 }
 
 // stripeKeys returns every segment key of stripe s.
 func (ti testImage) stripeKeys(s uint32) []string {
 	var out []string
 	for _, seg := range ti.m.Segments {
-		if st, _ := ti.g.Stripe(seg.Number); st == s {
-			out = append(out, format.SegmentKey(seg.Number))
+		if st, _ := ti.g.Stripe(format.DataID(seg.Number)); st == s {
+			out = append(out, format.DataID(seg.Number).Key())
 		}
 	}
 	for j := range ti.g.M {
@@ -224,6 +225,9 @@ type countingStore struct {
 func newCounting(st store.Store) *countingStore {
 	return &countingStore{Store: st, reads: map[string][][2]int64{}}
 }
+
+// Unwrap reaches the wrapped store (for its writer lock).
+func (c *countingStore) Unwrap() store.Store { return c.Store }
 
 func (c *countingStore) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
 	rc, err := c.Store.Get(ctx, key, off, length)
@@ -288,7 +292,7 @@ func check(t testing.TB, st store.Store, m *format.Manifest) *verify.Report {
 	return rep
 }
 
-// TestRepairReadsEachSurvivingSegmentOnce checks verify.Repair's promise:
+// TestRepairReadsEachSurvivingSegmentOnce checks the repair's promise:
 // each surviving segment of an affected stripe is read once, nothing of
 // an undamaged stripe is read, and only the damaged files are written.
 func TestRepairReadsEachSurvivingSegmentOnce(t *testing.T) {
@@ -308,7 +312,7 @@ func TestRepairReadsEachSurvivingSegmentOnce(t *testing.T) {
 		t.Fatalf("Check: ok %v repairable %v, want damaged and repairable: %v", rep.OK(), rep.Repairable(ti.m), rep.Findings)
 	}
 	cs := newCounting(st)
-	statuses, err := verify.Repair(context.Background(), cs, ti.m, rep.Findings)
+	statuses, err := repair(context.Background(), cs, ti.m, rep.Findings)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,8 +371,7 @@ func sortedCopy(s []string) []string {
 func mustIndex(t testing.TB, ti testImage, s uint32) *format.ParityIndex {
 	t.Helper()
 	k := ti.parityKey(s, 0)
-	sum, _ := ti.m.ParitySegment(ti.g.ParityNumber(s, 0))
-	idx, err := format.ReadParityIndex(bytes.NewReader(ti.files[k]), sum.Size, sum.IndexHash)
+	idx, err := ti.m.ReadParityIndexOf(bytes.NewReader(ti.files[k]), ti.g.ParityNumber(s, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +400,7 @@ func TestRepairInterrupted(t *testing.T) {
 			cancel()
 		}
 	}
-	if _, err := verify.Repair(ctx, cs, ti.m, rep.Findings); !errors.Is(err, context.Canceled) {
+	if _, err := repair(ctx, cs, ti.m, rep.Findings); !errors.Is(err, context.Canceled) {
 		t.Errorf("interrupted Repair: %v, want context.Canceled", err)
 	}
 	after := readTree(t, d)
@@ -436,11 +439,11 @@ func TestStripesReadsOnlyDamagedRows(t *testing.T) {
 		t.Fatalf("Scan found %v, want [%d]", got, k)
 	}
 	cs := newCounting(st)
-	ss, err := verify.Stripes(context.Background(), cs, ti.m, rep.Findings)
+	ss, err := stripes(context.Background(), cs, ti.m, rep.Findings)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows := verify.RowsOf(c.Offset, c.FrameLen(), ti.g.RowSize)
+	rows := rowsOf(c.Offset, c.FrameLen(), ti.g.RowSize)
 	if len(ss) != 1 || ss[0].Stripe != 1 || !ss[0].Repairable || ss[0].Rows != len(rows) || !slices.Equal(ss[0].Damaged, []string{seg}) {
 		t.Fatalf("Stripes %+v, want stripe 1 repairable, %d row(s), %s damaged", ss, len(rows), seg)
 	}
@@ -449,7 +452,7 @@ func TestStripesReadsOnlyDamagedRows(t *testing.T) {
 		limit := int64(len(rows)) * int64(ti.g.RowSize)
 		if strings.HasPrefix(key, "parity/") {
 			idx := mustIndex(t, ti, 1)
-			limit += int64(len(idx.Marshal())) + format.FooterSize // the index, read once
+			limit += idx.SegmentSize() - format.SegmentHeaderSize - idx.ShardLen() // the index and footer, read once
 		}
 		if n > limit || overlap {
 			t.Errorf("Stripes read %d bytes of %s (overlap %v), want at most %d for %d row(s)", n, key, overlap, limit, len(rows))
@@ -482,7 +485,7 @@ func TestRebuildChunks(t *testing.T) {
 	}
 	cs := newCounting(st)
 	var got []uint64
-	ss, err := verify.RebuildChunks(context.Background(), cs, ti.m, rep.Findings, func(i uint64, raw []byte) error {
+	ss, err := rebuildChunks(context.Background(), cs, ti.m, rep.Findings, func(i uint64, raw []byte) error {
 		off, n := ti.m.ChunkRange(i)
 		if !bytes.Equal(raw, ti.data[off:off+n]) {
 			t.Errorf("chunk %d rebuilt with bytes that are not the source's", i)
@@ -584,7 +587,7 @@ func (ti testImage) expectedLost(t testing.TB, s uint32, keys []string) (chunks 
 				continue
 			}
 			for _, d := range idx.Data {
-				if d.Present() && format.SegmentKey(d.Number) == k && d.Size > int64(r)*R {
+				if d.Present() && format.DataID(d.Number).Key() == k && d.Size > int64(r)*R {
 					n++
 				}
 			}
@@ -595,12 +598,12 @@ func (ti testImage) expectedLost(t testing.TB, s uint32, keys []string) (chunks 
 	}
 	for _, k := range keys {
 		for seg, cs := range ti.m.SegmentChunks() {
-			if format.SegmentKey(seg) != k {
+			if format.DataID(seg).Key() != k {
 				continue
 			}
 			for _, i := range cs {
 				c := ti.m.Chunks[i]
-				for _, r := range verify.RowsOf(c.Offset, c.FrameLen(), idx.RowSize) {
+				for _, r := range rowsOf(c.Offset, c.FrameLen(), idx.RowSize) {
 					if slices.Contains(rows, r) {
 						chunks = append(chunks, i)
 						break
@@ -695,7 +698,7 @@ func TestLoadManifestVersionDamage(t *testing.T) {
 	ti := captureParity(t, t.TempDir(), sourceBytes(2, 700*kib), format.Geometry{K: 2, M: 1}, 128*kib, 64*kib)
 	st, d := ti.copy(t, t.TempDir())
 	flip(t, d, format.ManifestKey, 8, 0x02) // version 1 → 3
-	m, err := verify.LoadManifest(context.Background(), st)
+	m, err := loadManifest(context.Background(), st)
 	if err != nil {
 		t.Fatalf("LoadManifest with a damaged version field and an intact copy: %v", err)
 	}
@@ -703,8 +706,8 @@ func TestLoadManifestVersionDamage(t *testing.T) {
 		t.Errorf("LoadManifest returned another manifest")
 	}
 	// The same image without copies reports the version, as before.
-	remove(t, d, format.ManifestCopyKey(1))
-	if _, err := verify.LoadManifest(context.Background(), st); !errors.Is(err, format.ErrVersion) {
+	remove(t, d, ti.m.CopyKeys()[0])
+	if _, err := loadManifest(context.Background(), st); !errors.Is(err, format.ErrVersion) {
 		t.Errorf("LoadManifest without copies: %v, want ErrVersion", err)
 	}
 }
@@ -730,12 +733,12 @@ func TestLoadManifestCopies(t *testing.T) {
 				flip(t, d, k, int64(len(ti.files[k]))-45, 0x01)
 			}
 		}
-		m, err := verify.LoadManifest(context.Background(), st)
+		m, err := loadManifest(context.Background(), st)
 		if err != nil || m.Hash != ti.m.Hash {
 			t.Errorf("only %s intact: LoadManifest %v", keys[keep], err)
 			continue
 		}
-		bad, findings := verify.CheckManifestCopies(context.Background(), st, m, m.CopyKeys())
+		bad, findings := checkManifestCopies(context.Background(), st, m, m.CopyKeys())
 		var want []string
 		for i, k := range keys {
 			if i != keep {
@@ -750,7 +753,7 @@ func TestLoadManifestCopies(t *testing.T) {
 	for _, k := range keys {
 		flip(t, d, k, 50, 0x01)
 	}
-	if _, err := verify.LoadManifest(context.Background(), st); !errors.Is(err, format.ErrCorrupt) {
+	if _, err := loadManifest(context.Background(), st); !errors.Is(err, format.ErrCorrupt) {
 		t.Errorf("every manifest file damaged: %v, want ErrCorrupt", err)
 	}
 }
@@ -777,7 +780,7 @@ func TestCheckDetectsEveryChangedDataByte(t *testing.T) {
 		t.Fatal("test image has no zstd chunk")
 	}
 	c := ti.m.Chunks[k]
-	seg := format.SegmentKey(c.Segment)
+	seg := format.DataID(c.Segment).Key()
 	off := c.Offset + format.FrameHeaderSize + 4 // the zstd frame header descriptor
 	flip(t, d, seg, off, 0x10)
 	// Precondition: the chunk still decodes and passes its hash.
@@ -804,7 +807,7 @@ func TestCheckDetectsEveryChangedDataByte(t *testing.T) {
 func TestCheckDetectsGrownSegments(t *testing.T) {
 	t.Parallel()
 	ti := captureParity(t, t.TempDir(), sourceBytes(4, 700*kib), format.Geometry{K: 2, M: 1}, 128*kib, 64*kib)
-	for _, key := range []string{format.SegmentKey(1), format.ParityKey(0), format.ManifestCopyKey(1)} {
+	for _, key := range []string{format.DataID(1).Key(), format.ParityID(0).Key(), ti.m.CopyKeys()[0]} {
 		st, d := ti.copy(t, t.TempDir())
 		b := append(bytes.Clone(ti.files[key]), "trailing garbage"...)
 		if err := os.WriteFile(path(d, key), b, 0o644); err != nil {
@@ -818,22 +821,45 @@ func TestCheckDetectsGrownSegments(t *testing.T) {
 	}
 }
 
-func TestRowsOf(t *testing.T) {
-	for _, tc := range []struct {
-		off, n int64
-		row    int
-		want   []int
-	}{
-		{0, 0, 4096, nil},
-		{0, 1, 4096, []int{0}},
-		{0, 4096, 4096, []int{0}},
-		{0, 4097, 4096, []int{0, 1}},
-		{4095, 2, 4096, []int{0, 1}},
-		{4096, 4096, 4096, []int{1}},
-		{100, 3 * 4096, 4096, []int{0, 1, 2, 3}},
-	} {
-		if got := verify.RowsOf(tc.off, tc.n, tc.row); !slices.Equal(got, tc.want) {
-			t.Errorf("RowsOf(%d, %d, %d) = %v, want %v", tc.off, tc.n, tc.row, got, tc.want)
-		}
+// rowsOf returns the parity rows bytes [off, off+n) of a shard touch,
+// computed here independently of package format.
+func rowsOf(off, n int64, rowSize int) []int {
+	var rows []int
+	for r := off / int64(rowSize); n > 0 && r*int64(rowSize) < off+n; r++ {
+		rows = append(rows, int(r))
 	}
+	return rows
+}
+
+// The image reader's operations, called as package verify once offered
+// them (the tests below predate package seed).
+
+func loadManifest(ctx context.Context, st store.Store) (*format.Manifest, error) {
+	im, err := seed.Open(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return im.Manifest(), nil
+}
+
+func repair(ctx context.Context, st store.Store, m *format.Manifest, findings []verify.Finding) ([]verify.StripeStatus, error) {
+	return seed.New(st, m, nil).RebuildSegments(ctx, findings, func(id format.SegmentID, size int64) seed.SegmentSink {
+		return store.PutPipe(ctx, st, id.Key(), size)
+	})
+}
+
+func stripes(ctx context.Context, st store.Store, m *format.Manifest, findings []verify.Finding) ([]verify.StripeStatus, error) {
+	return seed.New(st, m, nil).Stripes(ctx, findings)
+}
+
+func rebuildChunks(ctx context.Context, st store.Store, m *format.Manifest, findings []verify.Finding, fn func(uint64, []byte) error) ([]verify.StripeStatus, error) {
+	return seed.New(st, m, nil).Rebuild(ctx, findings, fn)
+}
+
+func checkManifestCopies(ctx context.Context, st store.Store, m *format.Manifest, _ []string) ([]string, []verify.Finding) {
+	mc, err := seed.New(st, m, nil).CheckManifests(ctx)
+	if err != nil {
+		return nil, []verify.Finding{{Key: format.ManifestKey, Err: err}}
+	}
+	return mc.Bad, mc.Damage
 }
