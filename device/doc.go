@@ -2,7 +2,7 @@
 // that seedship reads from and writes to, and the safety checks that stand
 // between the restore engine and a device someone is still using.
 //
-// It answers four questions:
+// It answers five questions:
 //
 //   - What is this path? [Stat] returns an [Info]: size, logical sector
 //     size, device number and the disk's identity (serial, WWN, model,
@@ -18,6 +18,14 @@
 //     onto the capture source, its partition or disk, a loop device over
 //     it, or the disk that holds the image files.
 //   - How is a range made to read back as zeros cheaply? [ZeroRange].
+//   - Is a capture source changing? [OpenSource] holds a block device with
+//     O_EXCL for the whole capture (so it cannot be mounted meanwhile), and
+//     [Source.CheckUnchanged] tells whether a file or device was written
+//     while it was read (a file's identity, size and times; a device's
+//     sectors-written counters in sysfs).
+//
+// A regular file restore target is also held with an exclusive flock, so
+// two restores onto one file cannot both run.
 //
 // # Why a separate package
 //

@@ -21,8 +21,10 @@ import (
 //
 // A regular file is opened read-write; if it does not exist and create is
 // true it is created with mode 0600, since disk images hold other people's
-// data. A file shorter than size is extended, sparsely, to size; a longer
-// one is left as it is. A missing file with create false returns an error
+// data. It is locked (flock, exclusive) until the file is closed, before it
+// is changed in any way: a file another seedship restore is writing returns
+// an [*InUseError]. A file shorter than size is extended, sparsely, to size;
+// a longer one is left as it is. A missing file with create false returns an error
 // wrapping [fs.ErrNotExist]. Anything else returns an error wrapping
 // [ErrNotBlockOrFile].
 func OpenTarget(path string, size int64, create bool) (*os.File, error) {
@@ -35,6 +37,10 @@ func (h *host) openTarget(path string, size int64, create bool) (*os.File, error
 	if errors.Is(err, unix.ENOENT) && create {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
+			return nil, err
+		}
+		if err := lockTarget(f, path); err != nil {
+			f.Close()
 			return nil, err
 		}
 		if size > 0 {
@@ -68,6 +74,10 @@ func (h *host) openTarget(path string, size int64, create bool) (*os.File, error
 		if o, ok := fi.Sys().(*unix.Stat_t); ok && (o.Dev != st.Dev || o.Ino != st.Ino) {
 			f.Close()
 			return nil, fmt.Errorf("device: %s was replaced while being checked: try again", path)
+		}
+		if err := lockTarget(f, path); err != nil {
+			f.Close()
+			return nil, err
 		}
 		if size > fi.Size() {
 			if err := f.Truncate(size); err != nil {

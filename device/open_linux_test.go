@@ -85,8 +85,10 @@ func TestOpenTargetBlock(t *testing.T) {
 		mnt := t.TempDir()
 		out, err := exec.Command("mount", dev, mnt).CombinedOutput()
 		if err == nil {
-			exec.Command("umount", mnt).Run()
 			t.Errorf("mount %s succeeded while OpenTarget held it", dev)
+			if uerr := exec.Command("umount", mnt).Run(); uerr != nil {
+				t.Errorf("umount %s: %v", mnt, uerr)
+			}
 		}
 		t.Logf("mount while claimed: %v: %s", err, strings.TrimSpace(string(out)))
 		wantInUse(t, CheckWritable(dev), dev+" is busy")
