@@ -8,14 +8,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"time"
-
-	"golang.org/x/sync/errgroup"
-	"golang.org/x/sys/unix"
+	"unsafe"
 
 	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/format"
@@ -30,7 +28,8 @@ import (
 const DefaultLevel = 3
 
 // MaxParityMemory bounds the parity accumulators capture keeps per stripe
-// (M × segment size), so memory stays bounded whatever the device size.
+// (M shards, each a segment and its index), so memory stays bounded
+// whatever the device size.
 const MaxParityMemory = 256 << 20
 
 // CaptureOptions tunes [Capture]. Zero values mean the defaults.
@@ -43,10 +42,14 @@ type CaptureOptions struct {
 	Parity *format.Geometry
 	// Resume continues an interrupted capture into dst from its
 	// checkpoint: options left zero are taken from it, the stored
-	// segments are kept, and the source is read only from where the
-	// last stored segment ended.
-	Resume   bool
-	Workers  int // hash/compress workers, default GOMAXPROCS
+	// segments are checked and kept, the source up to there is read again
+	// to prove it is the same, and capture continues where the last
+	// stored segment ended.
+	Resume bool
+	// Workers is the number of hash/compress workers, 1 to MaxWorkers
+	// (default GOMAXPROCS). Capture runs fewer when the chunk buffers of
+	// that many would not fit its memory bound.
+	Workers  int
 	Tool     string
 	Progress func(Progress)
 
@@ -79,28 +82,86 @@ func (o *CaptureOptions) applyDefaults() error {
 	if o.SegmentSize < format.MinSegmentSize {
 		return fmt.Errorf("%w: --segment-size %d: use at least 64KiB", ErrBadInput, o.SegmentSize)
 	}
-	if o.Parity != nil {
-		if o.Parity.RowSize == 0 {
-			// Rows of at most 1/16 segment keep the rounding of each
-			// stripe's shard length (at most one row) small.
-			o.Parity.RowSize = format.DefaultRowSize
-			for o.Parity.RowSize > 4096 && int64(o.Parity.RowSize)*16 > o.SegmentSize {
-				o.Parity.RowSize /= 2
-			}
-		}
-		if err := o.Parity.Validate(); err != nil {
-			return fmt.Errorf("%w: --parity: %w", ErrBadInput, err)
-		}
-		// Capture holds M shard-sized parity accumulators per stripe.
-		if mem := int64(o.Parity.M) * (o.SegmentSize + int64(o.ChunkSize)); mem > MaxParityMemory {
-			return fmt.Errorf("%w: --parity %d+%d with --segment-size %d needs %d MiB of parity buffers: use a smaller --segment-size (at most %d MiB per parity shard)",
-				ErrBadInput, o.Parity.K, o.Parity.M, o.SegmentSize, mem>>20, MaxParityMemory/int64(o.Parity.M)>>20)
-		}
+	if o.Workers == 0 {
+		o.Workers = min(runtime.GOMAXPROCS(0), MaxWorkers)
 	}
-	if o.Workers <= 0 {
-		o.Workers = runtime.GOMAXPROCS(0)
+	if o.Workers < 1 || o.Workers > MaxWorkers {
+		return fmt.Errorf("%w: --workers %d: use 1 to %d", ErrBadInput, o.Workers, MaxWorkers)
+	}
+	if o.Parity != nil {
+		return o.checkParity()
 	}
 	return nil
+}
+
+// checkParity checks the parity geometry and that its accumulators fit
+// beside the smallest chunk pipeline in captureMemory (and within
+// MaxParityMemory); when they do not, the error names the largest segment
+// size that fits, with a smaller chunk size if the asked-for one leaves
+// no room for a segment at all.
+func (o *CaptureOptions) checkParity() error {
+	g := o.Parity
+	if g.RowSize == 0 {
+		// Rows of at most 1/16 segment keep the rounding of each
+		// stripe's shard length (at most one row) small.
+		g.RowSize = format.DefaultRowSize
+		for g.RowSize > 4096 && int64(g.RowSize)*16 > o.SegmentSize {
+			g.RowSize /= 2
+		}
+	}
+	if err := g.Validate(); err != nil {
+		return fmt.Errorf("%w: --parity: %w", ErrBadInput, err)
+	}
+	compress := o.Level > 0
+	// room is what parity may hold beside the smallest pipeline.
+	room := func(chunk int) int64 {
+		return min(MaxParityMemory, captureMemory-pipelineCost(chunk, minPipeline, compress))
+	}
+	mem := int64(g.M) * format.ParityShardSize(o.SegmentSize, o.ChunkSize)
+	if mem <= room(o.ChunkSize) {
+		return nil
+	}
+	// The largest segment size that fits, with the largest chunk size
+	// (up to the asked-for one) that leaves room for a segment at all.
+	fits := func(chunk int) int64 {
+		n := room(chunk)/int64(g.M) - format.ParityShardSize(0, chunk)
+		if n >= 1<<20 {
+			return n &^ (1<<20 - 1)
+		}
+		return n &^ (format.MinSegmentSize - 1)
+	}
+	chunk := o.ChunkSize
+	for chunk > format.MinChunkSize && fits(chunk) < format.MinSegmentSize {
+		chunk /= 2
+	}
+	seg := min(o.SegmentSize, fits(chunk))
+	if chunk != o.ChunkSize {
+		return fmt.Errorf("%w: --parity %d+%d with --chunk-size %s needs more than %d MiB of parity and chunk buffers: use --chunk-size %s --segment-size %s or smaller",
+			ErrBadInput, g.K, g.M, sizeFlag(int64(o.ChunkSize)), captureMemory>>20, sizeFlag(int64(chunk)), sizeFlag(seg))
+	}
+	return fmt.Errorf("%w: --parity %d+%d with --segment-size %s needs %d MiB of parity buffers (at most %d MiB with --chunk-size %s): use --segment-size %s or smaller",
+		ErrBadInput, g.K, g.M, sizeFlag(o.SegmentSize), mem>>20, room(o.ChunkSize)>>20, sizeFlag(int64(o.ChunkSize)), sizeFlag(seg))
+}
+
+// sizeFlag writes n as a --segment-size value: MiB or KiB when exact.
+func sizeFlag(n int64) string {
+	switch {
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprint(n)
+}
+
+// pipelineBudget is what the chunk pipeline may hold: captureMemory less
+// the parity accumulators.
+func (o *CaptureOptions) pipelineBudget() int64 {
+	budget := int64(captureMemory)
+	if o.Parity != nil {
+		budget -= int64(o.Parity.M) * format.ParityShardSize(o.SegmentSize, o.ChunkSize)
+	}
+	return max(budget, 0)
 }
 
 // CaptureResult describes a finished capture.
@@ -108,271 +169,269 @@ type CaptureResult struct {
 	Manifest *format.Manifest
 	Elapsed  time.Duration
 	// ResumedAt is the source offset a resumed capture started reading
-	// at (0 for a fresh capture); ReadBytes what it read of the source.
-	ResumedAt, ReadBytes int64
+	// at (0 for a fresh capture); ReadBytes what it read of the source
+	// after that point. RehashedBytes is what a resumed capture read
+	// again, in RehashElapsed, to prove that the source is the one
+	// already captured.
+	ResumedAt, ReadBytes, RehashedBytes int64
+	RehashElapsed                       time.Duration
 }
 
-// job is one chunk travelling through the capture pipeline.
-type job struct {
-	index  uint64
-	raw    []byte
-	out    []byte
-	blocks []format.BlockDigest
-	ec     format.EncodedChunk
-	done   chan struct{} // closed when ec is ready
+// maxChunkTable bounds the chunk table a capture builds in memory (and
+// the manifest that holds it): 128 MiB is 2.4 million chunks, a 19 TiB
+// device at the default chunk size.
+const maxChunkTable = 128 << 20
+
+// checkChunkTable refuses a chunk size so small for the source that its
+// chunk table would not fit maxChunkTable, naming one that does.
+func checkChunkTable(size int64, chunkSize int) error {
+	entry := int64(unsafe.Sizeof(format.ChunkEntry{}))
+	chunks := func(c int) int64 { return (size + int64(c) - 1) / int64(c) }
+	if chunks(chunkSize)*entry <= maxChunkTable {
+		return nil
+	}
+	fits := chunkSize
+	for fits < format.MaxChunkSize && chunks(fits)*entry > maxChunkTable {
+		fits *= 2
+	}
+	if chunks(fits)*entry > maxChunkTable {
+		return fmt.Errorf("%w: a source of %d bytes has too many chunks for one image even at --chunk-size 64MiB (at most %d MiB of chunk table)",
+			ErrBadInput, size, maxChunkTable>>20)
+	}
+	return fmt.Errorf("%w: --chunk-size %s makes %d chunks of this %d-byte source, whose table would take %d MiB (at most %d MiB): use --chunk-size %s or larger",
+		ErrBadInput, sizeFlag(int64(chunkSize)), chunks(chunkSize), size, chunks(chunkSize)*entry>>20, maxChunkTable>>20, sizeFlag(int64(fits)))
 }
 
-// Source is a block device or regular file opened for capture.
-type Source struct {
-	Path string
-	Info device.Info
-	f    *os.File
+// capture is one run of [Capture]: planned (options, image identity,
+// where to start), then written.
+type capture struct {
+	src  *Source
+	dst  store.Store
+	opts CaptureOptions
+
+	ck      *format.Checkpoint // the progress record; on resume, as read
+	resume  bool
+	size    int64
+	nchunks uint64
+	first   uint64    // first chunk to read
+	whole   hash.Hash // whole-source SHA-256 of chunks before first
+	meter   *Meter
+	rehash  int64         // source bytes re-read to prove continuity
+	rehashT time.Duration // and how long that took
+	// wrote says this run has written to dst (or dst held an interrupted
+	// capture): a failure then leaves resumable work, not bad input.
+	wrote bool
 }
-
-// OpenSource opens path for capture: a block device or a regular file
-// that this process can read. Errors wrap ErrBadInput.
-func OpenSource(path string) (*Source, error) { return OpenSourceWith(path, false) }
-
-// OpenSourceWith is OpenSource that, unless allowInUse, also refuses a
-// block device that is mounted or otherwise in use: a live filesystem
-// changes while it is read, and the seed would not be a consistent image
-// of any moment. Take the mirror out of service first, as the vendors'
-// procedures say, or capture a snapshot.
-func OpenSourceWith(path string, allowInUse bool) (*Source, error) {
-	// The manifest records an absolute path, so that restore can recognise
-	// the source from any working directory.
-	if abs, err := filepath.Abs(path); err == nil {
-		path = abs
-	}
-	info, err := device.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: source %s: %w", ErrBadInput, path, err)
-	}
-	if info.IsBlock && !allowInUse {
-		var inUse *device.InUseError
-		if err := device.CheckWritable(path); errors.As(err, &inUse) {
-			return nil, fmt.Errorf("%w: source %s %s: a live device changes while it is read; take it out of service (%s), capture a snapshot, or pass --allow-in-use",
-				ErrBadInput, path, inUse.Reason, inUse.Fix)
-		}
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("%w: cannot read source %s: %w (check the path and that you may read it; devices usually need root)", ErrBadInput, path, err)
-	}
-	return &Source{Path: path, Info: info, f: f}, nil
-}
-
-// Close closes the source.
-func (s *Source) Close() error { return s.f.Close() }
 
 // Capture reads the source and writes a seed image into dst, which must be
-// empty. It reads the source once, sequentially; workers hash and compress
-// chunks in parallel; one goroutine appends them in order to segments and
-// feeds the whole-source SHA-256. The manifest is written last, so an
+// empty (or, with opts.Resume, hold an interrupted capture of the same
+// source). It holds dst's writer lock throughout. It reads the source once,
+// sequentially; workers hash and compress chunks in parallel; one
+// goroutine appends them in order to segments, feeds the whole-source
+// SHA-256 and checkpoints progress. The manifest is written last, so an
 // interrupted capture never looks complete.
+//
+// Errors: bad input (ErrBadInput) when nothing was written; an error
+// wrapping context.Canceled when ctx was cancelled; a failure after
+// something was written is [Resumable], except a source that changed
+// while it was read (refused: wraps [device.ErrSourceChanged]).
 func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureOptions) (*CaptureResult, error) {
-	src, info, f := source.Path, source.Info, source.f
-	srcInfo := sourceOf(src, info)
-	var ck *checkpoint
+	unlock, err := lockImage(ctx, dst, "capture")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	c, err := planCapture(ctx, source, dst, opts)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.run(ctx)
+	return res, c.classify(ctx, err)
+}
+
+// lockImage takes dst's writer lock for the whole command, so that a
+// second writer is refused (bad input: nothing was written). The returned
+// function releases it.
+func lockImage(ctx context.Context, dst store.Store, command string) (func(), error) {
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("seedship %s on %s, pid %d", command, host, os.Getpid())
+	unlock, err := store.Lock(ctx, dst, owner)
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return nil, fmt.Errorf("%w: %w: wait for the other writer to finish, or choose another destination", ErrBadInput, err)
+	case errors.Is(err, store.ErrNoLock):
+		return nil, fmt.Errorf("%w: %s cannot hold a writer lock, so two writers could mix their images: %w; use a store that supports locking", ErrBadInput, dst, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: lock %s: %w", ErrBadInput, dst, err)
+	}
+	return func() { _ = unlock(context.WithoutCancel(ctx)) }, nil
+}
+
+// planCapture checks the options (taking a resumed capture's from its
+// checkpoint) and the destination, and fixes the image's identity. It
+// writes nothing; every error wraps ErrBadInput.
+func planCapture(ctx context.Context, src *Source, dst store.Store, opts CaptureOptions) (*capture, error) {
+	c := &capture{src: src, dst: dst, resume: opts.Resume, size: src.Info.Size, whole: sha256.New()}
 	if opts.Resume {
-		var err error
-		if ck, err = readCheckpoint(ctx, dst); err != nil {
+		ck, err := readCheckpoint(ctx, dst)
+		if err != nil {
 			return nil, err
 		}
-		if err := ck.checkSource(src, srcInfo); err != nil {
+		if err := checkSameSource(ck, src); err != nil {
 			return nil, err
 		}
 		if err := opts.adopt(ck); err != nil {
 			return nil, err
 		}
+		// An image is in use if any of its runs allowed it.
+		ck.Source.InUse = ck.Source.InUse || src.AllowInUse
+		c.ck = ck
 	}
 	if err := opts.applyDefaults(); err != nil {
 		return nil, err
 	}
-	if !opts.Resume {
-		if err := requireEmpty(ctx, dst); err != nil {
+	c.opts = opts
+	c.nchunks = uint64((c.size + int64(opts.ChunkSize) - 1) / int64(opts.ChunkSize))
+	if err := checkChunkTable(c.size, opts.ChunkSize); err != nil {
+		return nil, err
+	}
+	c.meter = NewMeter(c.size, opts.Progress)
+	if opts.Resume {
+		return c, nil
+	}
+	if err := requireEmpty(ctx, dst); err != nil {
+		return nil, err
+	}
+	c.ck = &format.Checkpoint{Source: src.describe(), ChunkSize: opts.ChunkSize, Level: opts.Level,
+		SegmentSize: opts.SegmentSize, Parity: opts.Parity, CaptureStart: time.Now(), Stored: format.StoredDigest(nil, nil)}
+	if opts.imageID != nil {
+		c.ck.ImageID = *opts.imageID
+	} else {
+		rand.Read(c.ck.ImageID[:]) // never fails (crypto/rand, Go 1.24)
+	}
+	return c, nil
+}
+
+// run writes the image: it recovers a resumed capture's state (or writes
+// the first checkpoint), streams the source through the pipeline into
+// segments, checks that the source did not change, and writes the
+// manifest.
+func (c *capture) run(ctx context.Context) (*CaptureResult, error) {
+	var rs format.ResumeState
+	if c.resume {
+		c.wrote = true // dst already holds the interrupted capture
+		var err error
+		if rs, err = c.prepareResume(ctx); err != nil {
 			return nil, err
 		}
+	} else if err := c.writeCheckpoint(ctx, c.ck); err != nil {
+		return nil, err
 	}
-
-	codec, err := format.NewChunkCodec(max(opts.Level, 0), opts.Workers, opts.ChunkSize)
+	c.wrote = true
+	// The codec holds an encoder per worker: size both to the memory bound.
+	shape := shapeFor(c.opts.ChunkSize, c.opts.Workers, c.opts.Level > 0, c.opts.pipelineBudget())
+	codec, err := format.NewChunkCodec(max(c.opts.Level, 0), shape.workers, c.opts.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
 	defer codec.Close()
-
-	var imageID [16]byte
-	start := time.Now()
-	if ck != nil {
-		if imageID, err = decodeID(ck.ImageID); err != nil {
-			return nil, err
-		}
-		start = ck.CaptureStart
-	} else if opts.imageID != nil {
-		imageID = *opts.imageID
-	} else if _, err := rand.Read(imageID[:]); err != nil {
-		return nil, err
-	}
-	size := info.Size
-	nchunks := uint64((size + int64(opts.ChunkSize) - 1) / int64(opts.ChunkSize))
-	meter := NewMeter(size, opts.Progress)
-
-	g, gctx := errgroup.WithContext(ctx)
-	up := newUploader(ctx, dst, store.ConnectionsOf(dst, 2))
+	up := newUploader(ctx, c.dst, store.ConnectionsOf(c.dst, 2))
 	// However the capture ends, no upload is left running.
-	defer up.wait()
-	iw, err := format.NewImageWriter(up.create, imageID, opts.SegmentSize, nchunks)
+	defer func() { _ = up.wait() }()
+	iw, err := c.imageWriter(ctx, up, rs)
 	if err != nil {
 		return nil, err
 	}
-	if opts.Parity != nil {
-		err := iw.SetParity(*opts.Parity, func(ps *format.ParitySegment) error {
+	if err := c.pipeline(codec, iw, shape).run(ctx); err != nil {
+		_ = iw.Abort(err) // err says why; the sticky error adds nothing
+		return nil, err
+	}
+	if err := c.src.checkUnchanged(); err != nil {
+		_ = iw.Abort(err)
+		_ = up.wait() // the refusal matters, not how the uploads ended
+		// Resuming would continue the torn image: the checkpoint goes.
+		_ = c.dst.Delete(context.WithoutCancel(ctx), format.CheckpointKey)
+		return nil, err
+	}
+	m, err := c.finish(ctx, iw, up)
+	if err != nil {
+		return nil, err
+	}
+	resumedAt := min(int64(c.first)*int64(c.opts.ChunkSize), c.size)
+	return &CaptureResult{Manifest: m, Elapsed: time.Since(c.ck.CaptureStart), ResumedAt: resumedAt,
+		ReadBytes: c.size - resumedAt, RehashedBytes: c.rehash, RehashElapsed: c.rehashT}, nil
+}
+
+// imageWriter sets up the segment writer: segments stream through the
+// uploader, parity segments are stored as each stripe completes, a
+// resumed capture continues from rs, and every closed segment is
+// checkpointed once it has arrived.
+func (c *capture) imageWriter(ctx context.Context, up *uploader, rs format.ResumeState) (*format.ImageWriter, error) {
+	iw, err := format.NewImageWriter(up.create, c.ck.ImageID, c.opts.SegmentSize, c.nchunks)
+	if err != nil {
+		return nil, err
+	}
+	if c.opts.Parity != nil {
+		err := iw.SetParity(*c.opts.Parity, func(ps *format.ParitySegment) error {
 			r := io.MultiReader(bytes.NewReader(ps.Header), bytes.NewReader(ps.Rows), bytes.NewReader(ps.Trailer))
-			return dst.Put(ctx, format.ParityKey(ps.Number), r, ps.Size())
+			return c.dst.Put(ctx, format.ParityID(ps.Number).Key(), r, ps.Size())
 		})
 		if err != nil {
 			return nil, err
 		}
 	}
-	whole := sha256.New()
-	first := uint64(0)
-	if ck != nil {
-		// Leftovers of the interrupted run (temporary files, incomplete
-		// multipart uploads) take space and are never used again.
-		if c, ok := store.AsCleaner(dst); ok {
-			if err := c.RemoveIncomplete(ctx); err != nil {
-				return nil, fmt.Errorf("remove the interrupted capture's incomplete uploads from %s: %w", dst, err)
-			}
-		}
-		rs, err := resumeState(ctx, dst, ck, imageID)
-		if err != nil {
-			return nil, err
-		}
-		err = iw.Resume(rs, func(n uint32) (io.ReadCloser, error) { return dst.Get(ctx, format.SegmentKey(n), 0, -1) })
+	if c.resume {
+		err := iw.Resume(rs, func(n uint32) (io.ReadCloser, error) { return c.dst.Get(ctx, format.DataID(n).Key(), 0, -1) })
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 		}
-		if whole, err = restoreHash(ck.SHA256State); err != nil {
-			return nil, err
-		}
-		first = ck.Chunks
-		meter.Add(int64(first) * int64(opts.ChunkSize))
-	} else {
-		ck = &checkpoint{Format: "seedship-checkpoint", Version: 1, ImageID: hex.EncodeToString(imageID[:]), Source: srcInfo,
-			ChunkSize: opts.ChunkSize, Level: opts.Level, SegmentSize: opts.SegmentSize, Parity: opts.Parity, CaptureStart: start}
 	}
-	// After each stored segment, record how far we got: the state is
-	// taken now, and written once the segment (and every one before it)
-	// has arrived.
-	iw.OnSegment(func(sum format.SegmentSummary, chunks uint64) error {
-		state, err := hashState(whole)
+	// The state is taken now, when the segment is closed, and written
+	// once the segment (and every one before it) has arrived.
+	iw.OnSegment(func(s format.SegmentDone) error {
+		state, err := hashState(c.whole)
 		if err != nil {
 			return err
 		}
-		c := *ck
-		c.Segments, c.Chunks, c.SHA256State = sum.Number+1, chunks, state
-		up.afterStored(func() error {
-			if err := writeCheckpoint(ctx, dst, &c); err != nil {
-				return fmt.Errorf("write %s: %w", CheckpointKey, err)
-			}
-			return nil
-		})
+		ck := *c.ck
+		ck.Segments, ck.Chunks, ck.SHA256State, ck.Stored = s.Segment.Number+1, s.Chunks, state, s.Stored
+		up.afterStored(func() error { return c.writeCheckpoint(ctx, &ck) })
 		return up.failed()
 	})
-	resumedAt := min(int64(first)*int64(opts.ChunkSize), size)
-	if _, err := f.Seek(resumedAt, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("seek source %s to %d: %w", src, resumedAt, err)
-	}
-	// Tell the kernel we read front to back, once.
-	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+	return iw, nil
+}
 
-	// A fixed set of jobs bounds memory: about (2×workers+2) × 2 chunks.
-	njobs := 2*opts.Workers + 2
-	free := make(chan *job, njobs)
-	nblocks := format.NumBlocks(opts.ChunkSize)
-	for range njobs {
-		// out has room for zstd's worst case, so it is never regrown.
-		free <- &job{raw: make([]byte, opts.ChunkSize), out: make([]byte, 0, opts.ChunkSize+opts.ChunkSize/64+4096), blocks: make([]format.BlockDigest, nblocks)}
-	}
-	work := make(chan *job, opts.Workers)
-	ordered := make(chan *job, njobs)
-
-	// Reader: one sequential pass over the source.
-	g.Go(func() error {
-		defer close(work)
-		defer close(ordered)
-		for i := first; i < nchunks; i++ {
-			var j *job
-			select {
-			case j = <-free:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			off := int64(i) * int64(opts.ChunkSize)
-			n := int(min(int64(opts.ChunkSize), size-off))
-			if _, err := io.ReadFull(f, j.raw[:n]); err != nil {
-				return fmt.Errorf("read source %s at byte %d: %w", src, off, err)
-			}
-			j.index, j.raw, j.done = i, j.raw[:n], make(chan struct{})
-			for _, ch := range []chan *job{ordered, work} {
-				select {
-				case ch <- j:
-				case <-gctx.Done():
-					return gctx.Err()
-				}
-			}
-		}
-		// The source must not have grown or shrunk under us.
-		var one [1]byte
-		if n, _ := f.Read(one[:]); n != 0 {
-			return fmt.Errorf("source %s grew during capture: stop writers to it and capture again", src)
-		}
-		return nil
-	})
-	for range opts.Workers {
-		g.Go(func() error {
-			for j := range work {
-				j.ec = codec.Encode(j.raw, j.out, j.blocks)
-				close(j.done)
-			}
-			return nil
-		})
-	}
-	// Writer: in order, appends frames and hashes the whole source.
-	g.Go(func() error {
-		for j := range ordered {
-			select {
-			case <-j.done:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-			whole.Write(j.raw)
+// pipeline is capture's chunk pipeline: workers hash and compress; the
+// sink feeds the whole-source hash and the image writer, in order.
+func (c *capture) pipeline(codec *format.ChunkCodec, iw *format.ImageWriter, shape pipelineShape) *chunkPipeline {
+	return &chunkPipeline{
+		src: c.src.reader(), name: c.src.Path, size: c.size, chunkSize: c.opts.ChunkSize,
+		first: c.first, last: c.nchunks, compress: c.opts.Level > 0, shape: shape,
+		process: func(j *chunkJob) { j.ec = codec.Encode(j.raw, j.out, j.blocks) },
+		sink: func(j *chunkJob) error {
+			c.whole.Write(j.raw)
 			if err := iw.Add(&j.ec); err != nil {
 				return err
 			}
-			meter.Add(int64(len(j.raw)))
-			if !j.ec.Zero && j.ec.Codec != format.CodecRaw && cap(j.ec.Payload) > cap(j.out) {
-				j.out = j.ec.Payload[:0] // keep a grown buffer
-			}
-			j.raw, j.ec = j.raw[:cap(j.raw)], format.EncodedChunk{}
-			free <- j
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
-		iw.Abort(err)
-		return nil, err
+			c.meter.Add(int64(len(j.raw)))
+			return nil
+		},
 	}
-	end := time.Now()
+}
+
+// finish closes the last segment and stripe, waits until every segment
+// is stored, and writes the manifest copies, then the manifest; then the
+// checkpoint has served.
+func (c *capture) finish(ctx context.Context, iw *format.ImageWriter, up *uploader) (*format.Manifest, error) {
 	hdr := format.Header{
-		Tool:         opts.Tool,
-		Size:         size,
-		ChunkSize:    opts.ChunkSize,
-		Compression:  compressionOf(opts.Level),
-		SHA256:       hex.EncodeToString(whole.Sum(nil)),
-		Source:       srcInfo,
-		CaptureStart: start.UTC(),
-		CaptureEnd:   end.UTC(),
+		Tool:         c.opts.Tool,
+		Size:         c.size,
+		ChunkSize:    c.opts.ChunkSize,
+		Compression:  compressionOf(c.opts.Level),
+		SHA256:       hex.EncodeToString(c.whole.Sum(nil)),
+		Source:       c.ck.Source,
+		CaptureStart: c.ck.CaptureStart.UTC(),
+		CaptureEnd:   time.Now().UTC(),
 	}
 	m, err := iw.Finish(hdr)
 	if err != nil {
@@ -389,19 +448,37 @@ func Capture(ctx context.Context, source *Source, dst store.Store, opts CaptureO
 	// Copies first, for parity images: no single file's loss makes the
 	// image unreadable (spec §9.5).
 	for _, key := range m.CopyKeys() {
-		if err := dst.Put(ctx, key, bytes.NewReader(mb), int64(len(mb))); err != nil {
-			return nil, fmt.Errorf("write %s to %s: %w", key, dst, err)
+		if err := c.dst.Put(ctx, key, bytes.NewReader(mb), int64(len(mb))); err != nil {
+			return nil, fmt.Errorf("write %s to %s: %w", key, c.dst, err)
 		}
 	}
 	// Written last: its presence is what makes the image complete.
-	if err := dst.Put(ctx, format.ManifestKey, bytes.NewReader(mb), int64(len(mb))); err != nil {
-		return nil, fmt.Errorf("write manifest to %s: %w", dst, err)
+	if err := c.dst.Put(ctx, format.ManifestKey, bytes.NewReader(mb), int64(len(mb))); err != nil {
+		return nil, fmt.Errorf("write manifest to %s: %w", c.dst, err)
 	}
-	// The checkpoint has served; a complete image does not need it.
-	if err := dst.Delete(ctx, CheckpointKey); err != nil {
-		return nil, fmt.Errorf("remove %s from %s: %w", CheckpointKey, dst, err)
+	if err := c.dst.Delete(ctx, format.CheckpointKey); err != nil {
+		return nil, fmt.Errorf("remove %s from %s: %w", format.CheckpointKey, c.dst, err)
 	}
-	return &CaptureResult{Manifest: m, Elapsed: time.Since(start), ResumedAt: resumedAt, ReadBytes: size - resumedAt}, nil
+	return m, nil
+}
+
+// classify gives a failed run its kind: interrupted when ctx was
+// cancelled, refused when the source changed; otherwise by whether the
+// run had written anything: resumable if so (whatever the store calls the
+// failure: a full disk, a dropped link, denied access), bad input if not,
+// since then the same command, not --resume, is what to run again.
+func (c *capture) classify(ctx context.Context, err error) error {
+	switch kind := KindOf(err); {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
+	case errors.Is(err, device.ErrSourceChanged), kind == KindInterrupted, kind == KindBadInput, kind == KindIntegrity:
+		return err
+	case c.wrote:
+		return Resumable(err)
+	}
+	return fmt.Errorf("%w: %w", ErrBadInput, err)
 }
 
 // requireEmpty refuses a destination that already holds anything, so a
@@ -411,13 +488,13 @@ func requireEmpty(ctx context.Context, st store.Store) error {
 	var first string
 	err := st.List(ctx, "", func(i store.Info) error { first = i.Key; return errFound })
 	if errors.Is(err, errFound) {
-		if _, cerr := st.Stat(ctx, CheckpointKey); cerr == nil {
+		if _, cerr := st.Stat(ctx, format.CheckpointKey); cerr == nil {
 			return fmt.Errorf("%w: destination %s holds an interrupted capture: continue it with --resume, or choose an empty destination", ErrBadInput, st)
 		}
 		return fmt.Errorf("%w: destination %s is not empty (it holds %s): choose an empty or new directory", ErrBadInput, st, first)
 	}
 	if err != nil {
-		return fmt.Errorf("list destination %s: %w", st, err)
+		return fmt.Errorf("%w: list destination %s: %w", ErrBadInput, st, err)
 	}
 	return nil
 }
@@ -427,17 +504,4 @@ func compressionOf(level int) format.Compression {
 		return format.Compression{Codec: "none"}
 	}
 	return format.Compression{Codec: "zstd", Level: level, Encoder: "github.com/klauspost/compress/zstd " + zstdVersion()}
-}
-
-func sourceOf(path string, info device.Info) format.Source {
-	s := format.Source{Path: path, Kind: "file", Size: info.Size}
-	if info.IsBlock {
-		s.Kind = "block"
-		s.SectorSize = info.LogicalSectorSize
-		s.Serial, s.WWN, s.Model, s.ByID = info.Serial, info.WWN, info.Model, info.ByID
-	}
-	if h, err := os.Hostname(); err == nil {
-		s.Host = h
-	}
-	return s
 }

@@ -2,10 +2,10 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
@@ -42,24 +42,28 @@ func (r *CheckResult) Final() *verify.Report {
 }
 
 // CheckImage verifies the whole image in st and, with opts.Repair,
-// repairs what parity and manifest copies allow. The error wraps
-// ErrIntegrity when the image is (still) damaged.
+// repairs what parity, manifest copies and the fallback allow, holding
+// the image's writer lock while it does. The error wraps ErrIntegrity
+// when the image is (still) damaged.
 func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckResult, error) {
-	m, mb, err := loadImage(ctx, st)
-	if err != nil && opts.Repair && opts.Fallback != nil && errors.Is(err, ErrIntegrity) {
-		// Every manifest here is damaged: take the fallback's, which
-		// the repair below writes back.
-		var ferr error
-		if m, mb, ferr = loadImage(ctx, opts.Fallback); ferr != nil {
+	im, fb, err := openForCheck(ctx, st, opts)
+	if err != nil {
+		return nil, err
+	}
+	m := im.Manifest()
+	if opts.Repair {
+		// Held from the first check on: what the repair rewrites is
+		// what that check found, with no other writer in between.
+		unlock, err := lockImage(ctx, st, "verify --repair")
+		if err != nil {
 			return nil, err
 		}
-	} else if err != nil {
-		return nil, err
+		defer unlock()
 	}
 	res := &CheckResult{Manifest: m}
 	check := func() (*verify.Report, error) {
 		meter := NewMeter(m.Header.Size, opts.Progress)
-		return verify.Check(ctx, st, m, verify.CheckOptions{ScanOptions: verify.ScanOptions{Workers: opts.Workers, OnProgress: meter.Add}})
+		return verify.CheckImage(ctx, im, verify.CheckOptions{ScanOptions: verify.ScanOptions{Workers: opts.Workers, OnProgress: meter.Add}})
 	}
 	if res.Before, err = check(); err != nil {
 		return res, err
@@ -70,44 +74,12 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 	if !opts.Repair {
 		return res, damagedErr(st, m, res.Before)
 	}
-	if opts.Fallback != nil {
-		if err := openFallback(ctx, opts.Fallback, m); err != nil {
-			return res, err
-		}
-	}
-	statuses, err := verify.Repair(ctx, st, m, res.Before.Findings)
-	if err != nil {
-		return res, fmt.Errorf("repair %s: %w", st, err)
-	}
-	for _, s := range statuses {
-		if s.Repairable {
-			res.Rewritten = append(res.Rewritten, s.Damaged...)
-		}
-	}
-	if opts.Fallback != nil {
-		// What parity could not rebuild: check again, then take it
-		// from the fallback.
-		mid := res.Before
-		if len(res.Rewritten) > 0 {
-			if mid, err = check(); err != nil {
-				return res, err
-			}
-		}
-		keys, err := patchFromFallback(ctx, st, opts.Fallback, m, mid.Findings)
-		res.Rewritten = append(res.Rewritten, keys...)
-		if err != nil {
-			return res, err
-		}
-	}
-	bad, _ := verify.CheckManifestCopies(ctx, st, m, m.CopyKeys())
-	if len(bad) > 0 {
-		if err := verify.RepairManifests(ctx, st, mb, bad); err != nil {
-			return res, err
-		}
-		res.Rewritten = append(res.Rewritten, bad...)
-	}
+	res.Rewritten, err = repairImage(ctx, im, fb, res.Before, check)
 	if opts.OnRepaired != nil {
 		opts.OnRepaired(res.Rewritten)
+	}
+	if err != nil {
+		return res, err
 	}
 	if res.After, err = check(); err != nil {
 		return res, err
@@ -116,6 +88,29 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 		return res, damagedErr(st, m, res.After)
 	}
 	return res, nil
+}
+
+// openForCheck opens the image in st and, for a repair, its fallback.
+// When every manifest of st is damaged, a repair with a fallback takes
+// the fallback's manifest (which the repair then writes back).
+func openForCheck(ctx context.Context, st store.Store, opts CheckOptions) (im, fb *seed.Image, err error) {
+	im, err = openImage(ctx, st)
+	if err != nil && opts.Repair && opts.Fallback != nil && KindOf(err) == KindIntegrity {
+		fim, ferr := openImage(ctx, opts.Fallback)
+		if ferr != nil {
+			return nil, nil, err
+		}
+		return seed.New(st, fim.Manifest(), fim.ManifestBytes()), fim, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.Repair && opts.Fallback != nil {
+		if fb, err = openFallback(ctx, opts.Fallback, im); err != nil {
+			return nil, nil, err
+		}
+	}
+	return im, fb, nil
 }
 
 func damagedErr(st store.Store, m *format.Manifest, rep *verify.Report) error {
@@ -127,14 +122,4 @@ func damagedErr(st store.Store, m *format.Manifest, rep *verify.Report) error {
 		return fmt.Errorf("%w: %s: %d problem(s); %d chunk(s) beyond repair: %s", ErrIntegrity, st, len(rep.Findings), len(lost), describeChunks(m, lost))
 	}
 	return fmt.Errorf("%w: %s: %d problem(s), not repairable (no parity, or too much damage in a stripe)", ErrIntegrity, st, len(rep.Findings))
-}
-
-// loadImage is OpenImage that also returns the manifest bytes.
-func loadImage(ctx context.Context, st store.Store) (*format.Manifest, []byte, error) {
-	m, b, err := verify.LoadManifestBytes(ctx, st)
-	if err != nil {
-		_, err = mapManifestErr(nil, err)
-		return nil, nil, err
-	}
-	return m, b, nil
 }

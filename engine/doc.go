@@ -1,10 +1,18 @@
-// Package engine runs seedship's capture and restore pipelines: read →
-// hash → compress → write for capture, and fetch → verify → write for
-// restore, with bounded concurrency, bounded memory and progress reports.
+// Package engine runs seedship's operations on images and devices: capture
+// (read → hash → compress → write, as stages: plan, workers, ordered sink),
+// restore (a plan that gives every chunk one origin — already on the
+// target, zero, this image, parity, a fallback image — then one executor
+// that fetches, verifies and writes), copy and repair, with bounded
+// concurrency, bounded memory and progress reports.
 //
 // It exists as its own package because this is the one place where the
 // format (package format), the places images live (package store), the
-// checks (package verify) and the devices (package device) meet; each of
-// those stays ignorant of the others. The engine parses no bytes itself:
-// every byte layout is package format's.
+// verified image reader (package seed), the checks (package verify) and
+// the devices (package device) meet; each of those stays ignorant of the
+// others. The engine parses no bytes itself: every byte layout is package
+// format's, and every verified read of an image is package seed's.
+//
+// Every error it returns is classified by [KindOf] into bad input (nothing
+// written), integrity, resumable partial work, interruption or another
+// runtime failure; the CLI maps only those kinds to exit codes.
 package engine

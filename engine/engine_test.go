@@ -141,7 +141,7 @@ func checkImageOnDisk(t *testing.T, root string, m *format.Manifest) {
 	want := map[string]bool{format.ManifestKey: true}
 	var sum int64
 	for _, s := range m.Segments {
-		key := format.SegmentKey(s.Number)
+		key := format.DataID(s.Number).Key()
 		want[key] = true
 		size, ok := files[key]
 		if !ok {
@@ -311,9 +311,9 @@ func TestCaptureRollsSegments(t *testing.T) {
 	checkImageOnDisk(t, root, m)
 
 	// The image reads back through verify and restores byte for byte.
-	rep, err := verify.Scan(context.Background(), st, m, verify.ScanOptions{Workers: 2})
+	rep, err := verify.Check(context.Background(), st, m, verify.CheckOptions{ScanOptions: verify.ScanOptions{Workers: 2}})
 	if err != nil || !rep.OK() {
-		t.Fatalf("verify.Scan: %v, findings %v", err, rep.Findings)
+		t.Fatalf("verify.Check: %v, findings %v", err, rep.Findings)
 	}
 	target := filepath.Join(t.TempDir(), "restored.img")
 	rres, err := engine.Restore(context.Background(), st, target, engine.RestoreOptions{Workers: 2})
@@ -619,7 +619,11 @@ func TestOpenImageAndCheckSegments(t *testing.T) {
 			if err := os.WriteFile(manifest, tc.mutate(bytes.Clone(orig)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			defer os.WriteFile(manifest, orig, 0o644)
+			defer func() {
+				if err := os.WriteFile(manifest, orig, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}()
 			_, _, err := open(t, root)
 			if !errors.Is(err, tc.want) {
 				t.Errorf("OpenImage: %v, want %v", err, tc.want)

@@ -3,8 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/store"
 )
 
 // Error kinds. Every error the engine returns is classified by [KindOf]
@@ -69,7 +71,9 @@ func KindOf(err error) Kind {
 		return KindBadInput
 	case errors.Is(err, ErrIntegrity), isDamage(err):
 		return KindIntegrity
-	case errors.Is(err, ErrResumable):
+	case errors.Is(err, ErrResumable), errors.Is(err, store.ErrNoSpace):
+		// A full disk is never bad input: what was written before it
+		// filled is kept, and --resume continues once there is room.
 		return KindResumable
 	}
 	return KindRuntime
@@ -83,10 +87,9 @@ func Resumable(err error) error {
 	case KindOK, KindInterrupted, KindBadInput, KindIntegrity, KindResumable:
 		return err
 	}
-	return errors.Join(ErrResumable, err)
+	return fmt.Errorf("%w: %w", ErrResumable, err)
 }
 
-// isDamage reports whether err is damage found by package format.
-func isDamage(err error) bool {
-	return errors.Is(err, format.ErrCorrupt) || errors.Is(err, format.ErrChecksum)
-}
+// isDamage reports whether err is damage of an image: the one predicate,
+// format.IsDamage.
+func isDamage(err error) bool { return format.IsDamage(err) }

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"slices"
+	"runtime"
 	"strings"
 	"time"
 
-	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
@@ -29,24 +28,29 @@ type RestoreOptions struct {
 	// rebuild are fetched from it, and nothing else.
 	Fallback store.Store
 	// Resume continues an interrupted restore: the target is compared
-	// with the image first (locally, by hash), and only the segments
-	// holding chunks that differ are fetched and written.
-	Resume   bool
-	Workers  int // decode/verify workers, default GOMAXPROCS
-	Readers  int // parallel segment streams, default the store's
+	// with the image first (locally, by hash), and only the chunks that
+	// differ are fetched (their frames alone, by ranged reads, unless
+	// all of a segment is needed) and written.
+	Resume bool
+	// Workers decode and verify (default GOMAXPROCS), Readers stream
+	// segments (default the store's connections); fewer of both run when
+	// the image's chunks are large (see seed.ReadMemory).
+	Workers  int
+	Readers  int
 	Progress func(Progress)
 }
 
 // RestoreResult describes a finished restore.
 type RestoreResult struct {
 	Manifest     *format.Manifest
-	Report       *verify.Report
+	Report       *verify.Report // what reading the image found (chunks read and verified, damage)
 	Elapsed      time.Duration
 	ZeroedBytes  int64                 // bytes of zero chunks written or punched
 	SkippedZeros bool                  // zero chunks were skipped (target known zeroed)
 	Rebuilt      []uint64              // chunks rebuilt from parity
 	Fetched      []uint64              // chunks fetched from the fallback
-	Skipped      int                   // segments already on the target (Resume)
+	Skipped      int                   // segments none of whose chunks was fetched (Resume)
+	InPlace      int                   // chunks already correct on the target (Resume), not fetched
 	Lost         []uint64              // chunks beyond repair, not written
 	Stripes      []verify.StripeStatus // damaged parity stripes
 }
@@ -55,18 +59,23 @@ type RestoreResult struct {
 // failures to ErrBadInput (not an image, or another version) or
 // ErrIntegrity (damaged manifest).
 func OpenImage(ctx context.Context, st store.Store) (*format.Manifest, error) {
-	return mapManifestErr(verify.LoadManifest(ctx, st))
+	im, err := openImage(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	return im.Manifest(), nil
 }
 
-func mapManifestErr(m *format.Manifest, err error) (*format.Manifest, error) {
+// openImage opens the image in st through the image reader, classifying
+// its failures as OpenImage documents.
+func openImage(ctx context.Context, st store.Store) (*seed.Image, error) {
+	im, err := seed.Open(ctx, st)
 	switch {
 	case err == nil:
-		return m, nil
-	case errors.Is(err, verify.ErrNoImage):
+		return im, nil
+	case errors.Is(err, seed.ErrNoImage), errors.Is(err, format.ErrVersion), errors.Is(err, format.ErrFormat):
 		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
-	case errors.Is(err, format.ErrVersion), errors.Is(err, format.ErrFormat):
-		return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
-	case errors.Is(err, format.ErrCorrupt), errors.Is(err, format.ErrTooLarge):
+	case format.IsDamage(err):
 		return nil, fmt.Errorf("%w: %w (the manifest is damaged: fetch a fresh copy of the image)", ErrIntegrity, err)
 	}
 	return nil, err
@@ -75,163 +84,70 @@ func mapManifestErr(m *format.Manifest, err error) (*format.Manifest, error) {
 // CheckSegments compares the data segments in st with the manifest: every
 // one present with its recorded size. It lists only, reading no data.
 func CheckSegments(ctx context.Context, st store.Store, m *format.Manifest) []error {
-	have := map[string]int64{}
-	err := st.List(ctx, "data/", func(i store.Info) error { have[i.Key] = i.Size; return nil })
+	sv, err := seed.New(st, m, nil).Survey(ctx)
 	if err != nil {
 		return []error{fmt.Errorf("list %s: %w", st, err)}
 	}
 	var errs []error
-	for _, s := range m.Segments {
-		key := format.SegmentKey(s.Number)
-		size, ok := have[key]
-		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("segment %s is missing from %s", key, st))
-		case size != s.Size:
-			errs = append(errs, fmt.Errorf("segment %s is %d bytes, the manifest says %d (truncated or replaced)", key, size, s.Size))
+	for _, d := range sv.Damage {
+		if id, ok := d.SegmentID(); ok && id.Kind == format.SegmentData {
+			errs = append(errs, d.Err)
 		}
 	}
 	return errs
 }
 
 // Restore writes the image in img onto target, a block device or a regular
-// file (created, or resized to the source size). Nothing is written before
-// the manifest is validated, every segment is present and the target has
-// passed its safety checks; every chunk is verified against its hash before
-// it is written; the target is fsynced before Restore returns success.
+// file (created, or made the source's size), as a plan carried out by one
+// executor (see restorePlan): every chunk has one origin (already on the
+// target with Resume, zero, the image, its parity, the fallback). Nothing
+// is written before the manifest is validated, every chunk has an origin
+// that holds it (segments present at their size, stripes parity can
+// rebuild, or the fallback) and the target has passed its safety checks;
+// every chunk is verified against its hash before it is written; a longer
+// file is cut to size only at the end, and the target is fsynced before
+// Restore returns success.
 func Restore(ctx context.Context, img store.Store, target string, opts RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
-	m, err := OpenImage(ctx, img)
+	im, err := openImage(ctx, img)
 	if err != nil {
 		return nil, err
 	}
-	_, hasParity := m.Geometry()
+	m := im.Manifest()
+	var fb *seed.Image
 	if opts.Fallback != nil {
-		if err := openFallback(ctx, opts.Fallback, m); err != nil {
+		if fb, err = openFallback(ctx, opts.Fallback, im); err != nil {
 			return nil, err
 		}
 	}
-	canMend := hasParity || opts.Fallback != nil
-	// Without parity or a fallback a missing segment means lost data:
-	// refuse before writing, unless the operator accepts a partial
-	// restore.
-	if errs := CheckSegments(ctx, img, m); len(errs) > 0 && !canMend && !opts.AllowDamaged {
-		return nil, fmt.Errorf("%w: %w; nothing was written to %s (--allow-damaged restores the rest)", ErrIntegrity, errors.Join(errs...), target)
-	}
-	if err := notInImage(target, img, m); err != nil {
-		return nil, err
-	}
-	f, fresh, created, err := openTarget(target, m)
+	t, err := checkRestoreTarget(ctx, target, m, img, opts.Fallback)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	plan := newPlan(m, fb != nil)
+	if err := planImage(ctx, plan, im, fb, opts.AllowDamaged, target); err != nil {
+		return nil, err
+	}
+	if err := t.open(); err != nil {
+		return nil, err
+	}
 	res := &RestoreResult{Manifest: m}
-	// A file this restore created and could not finish must not pass for
-	// a restored disk (with --allow-damaged the operator asked for it).
-	fail := func(err error) (*RestoreResult, error) {
-		if errors.Is(err, context.Canceled) {
-			// Interrupted: keep what was written for --resume.
-			return res, fmt.Errorf("%w; %s is incomplete: run the same restore with --resume to continue", err, target)
-		}
-		if created && !opts.AllowDamaged {
-			f.Close()
-			os.Remove(target)
-		}
-		return res, err
-	}
-
-	writeChunk := func(i uint64, raw []byte) error {
-		off, _ := m.ChunkRange(i)
-		if _, err := f.WriteAt(raw, off); err != nil {
-			return fmt.Errorf("write %s at byte %d: %w", target, off, err)
-		}
-		return nil
-	}
-	meter := NewMeter(m.Header.Size, opts.Progress)
-	var segments []uint32 // nil: all
-	if opts.Resume && !created {
-		if segments, err = segmentsToRedo(ctx, m, target, opts.Workers); err != nil {
-			return fail(err)
-		}
-		res.Skipped = len(m.Segments) - len(segments)
-		done := map[uint32]bool{}
-		for _, s := range segments {
-			done[s] = true
-		}
-		for i, c := range m.Chunks {
-			if c.Kind == format.KindStored && !done[c.Segment] {
-				_, n := m.ChunkRange(uint64(i))
-				meter.Add(n)
-			}
+	if opts.Resume && !t.created {
+		if err := plan.planResume(ctx, t, opts.Workers); err != nil {
+			return res, t.abandon(err, opts.AllowDamaged)
 		}
 	}
-	rep, err := verify.Scan(ctx, img, m, verify.ScanOptions{
-		Segments:     segments,
-		Workers:      opts.Workers,
-		Readers:      opts.Readers,
-		StopOnDamage: !canMend && !opts.AllowDamaged,
-		OnChunk:      writeChunk,
-		OnProgress:   meter.Add,
-	})
-	res.Report = rep
+	x := newExecutor(plan, t, im, fb, opts)
+	err = x.run(ctx)
+	x.result(res, err == nil)
+	if err == nil && len(res.Lost) > 0 && !opts.AllowDamaged {
+		err = fmt.Errorf("%w: %d chunk(s) beyond repair (%s)", ErrIntegrity, len(res.Lost), describeChunks(m, res.Lost))
+	}
 	if err != nil {
-		if errors.Is(err, verify.ErrDamaged) {
-			return fail(fmt.Errorf("%w: %w; the restore stopped and %s is incomplete", ErrIntegrity, err, target))
-		}
-		return fail(err)
+		return res, t.abandon(err, opts.AllowDamaged)
 	}
-	if !rep.OK() {
-		lost := rep.BadChunks()
-		if hasParity {
-			// Rebuild from parity what the scan found damaged,
-			// without touching the image.
-			res.Stripes, err = verify.RebuildChunks(ctx, img, m, rep.Findings, func(i uint64, raw []byte) error {
-				res.Rebuilt = append(res.Rebuilt, i)
-				meter.Add(int64(len(raw)))
-				return writeChunk(i, raw)
-			})
-			if err != nil {
-				return fail(err)
-			}
-			lost = lost[:0]
-			for _, s := range res.Stripes {
-				lost = append(lost, s.LostChunks...)
-			}
-			slices.Sort(lost)
-			lost = slices.Compact(lost)
-		}
-		if len(lost) > 0 && opts.Fallback != nil {
-			// Only what parity could not rebuild comes from the fallback.
-			still, err := fetchChunks(ctx, opts.Fallback, m, lost, func(i uint64, raw []byte) error {
-				res.Fetched = append(res.Fetched, i)
-				meter.Add(int64(len(raw)))
-				return writeChunk(i, raw)
-			})
-			if err != nil {
-				return fail(err)
-			}
-			lost = still
-		}
-		res.Lost = lost
-		if len(lost) > 0 && !opts.AllowDamaged {
-			return fail(fmt.Errorf("%w: %d chunk(s) beyond repair (%s); %s is incomplete (--allow-damaged writes the rest)",
-				ErrIntegrity, len(lost), describeChunks(m, lost), target))
-		}
-	}
-	res.SkippedZeros = fresh || opts.TargetZeroed
-	if !res.SkippedZeros {
-		if res.ZeroedBytes, err = zeroChunks(ctx, f, m, meter); err != nil {
-			return fail(fmt.Errorf("zero ranges of %s: %w", target, err))
-		}
-	} else {
-		meter.Add(int64(rep.ZeroChunks) * int64(m.Header.ChunkSize))
-	}
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("fsync %s: %w", target, err))
-	}
-	if err := f.Close(); err != nil {
-		return fail(fmt.Errorf("close %s: %w", target, err))
+	if err := t.finish(); err != nil {
+		return res, Resumable(err)
 	}
 	res.Elapsed = time.Since(start)
 	if len(res.Lost) > 0 {
@@ -241,27 +157,150 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	return res, nil
 }
 
-// segmentsToRedo compares the target with the image's hashes and returns
-// the data segments holding a stored chunk that differs. It reads the
-// target, never the image: on resume, local reads are cheap and WAN
-// fetches are not.
-func segmentsToRedo(ctx context.Context, m *format.Manifest, target string, workers int) ([]uint32, error) {
-	rep, err := verify.Device(ctx, m, target, verify.DeviceOptions{Workers: workers})
+// planImage plans the chunks of segments the image lacks (or holds at
+// another size) from parity or the fallback, and refuses, before anything
+// is written, a restore that could not complete: a chunk no origin holds,
+// unless the operator accepts a partial restore.
+func planImage(ctx context.Context, plan *restorePlan, im, fb *seed.Image, allowDamaged bool, target string) error {
+	lost, err := plan.planSegments(ctx, im, fb)
 	if err != nil {
-		return nil, fmt.Errorf("compare %s with the image for --resume: %w", target, err)
+		return err
 	}
-	redo := map[uint32]bool{}
-	for _, f := range rep.Findings {
-		if c := m.Chunks[f.Chunk]; f.IsChunk && c.Kind == format.KindStored {
-			redo[c.Segment] = true
+	if len(lost) > 0 && !allowDamaged {
+		what := "chunks beyond repair"
+		if chunks := plan.chunks(unavailable); len(chunks) > 0 {
+			what = fmt.Sprintf("%d chunk(s) beyond repair (%s)", len(chunks), describeChunks(plan.m, chunks))
+		}
+		return fmt.Errorf("%w: %s: %w; %s; nothing was written to %s (--allow-damaged restores the rest)",
+			ErrIntegrity, what, errors.Join(lost...), whyLost(plan.parity, fb != nil), target)
+	}
+	return nil
+}
+
+// whyLost says why segments that are missing cannot be made up for.
+func whyLost(parity, fallback bool) string {
+	switch {
+	case parity && fallback:
+		return "parity cannot rebuild them (too many segments of their stripe are missing) and the fallback lacks them too"
+	case parity:
+		return "parity cannot rebuild them (too many segments of their stripe are missing)"
+	case fallback:
+		return "the image has no parity and the fallback lacks them too"
+	}
+	return "the image has no parity to rebuild them (a --fallback copy of the image could supply them)"
+}
+
+// newExecutor sets up the executor of plan onto t.
+func newExecutor(plan *restorePlan, t *restoreTarget, im, fb *seed.Image, opts RestoreOptions) *executor {
+	x := &executor{
+		plan:       plan,
+		target:     t,
+		meter:      NewMeter(plan.m.Header.Size, opts.Progress),
+		stopOnLoss: !opts.AllowDamaged,
+		zeroed:     t.fresh || opts.TargetZeroed,
+		suppliers: map[origin]supplier{
+			fromImage: &imageSupplier{im: im, workers: opts.Workers, readers: opts.Readers,
+				stopOnDamage: !opts.AllowDamaged && !plan.parity && !plan.fallback},
+			fromParity: &paritySupplier{im: im},
+		},
+	}
+	if fb != nil {
+		x.suppliers[fromFallback] = &fallbackSupplier{fb: fb}
+	}
+	return x
+}
+
+// result records in res what the executor did; complete says that it
+// ran to the end.
+func (x *executor) result(res *RestoreResult, complete bool) {
+	m := x.plan.m
+	res.Rebuilt = x.writtenFrom(fromParity)
+	res.Stripes = x.suppliers[fromParity].(*paritySupplier).statuses
+	res.Fetched = x.writtenFrom(fromFallback)
+	res.Lost = x.plan.chunks(unavailable)
+	res.ZeroedBytes = x.zeroes
+	res.SkippedZeros = x.zeroed
+	res.InPlace = len(x.plan.chunks(onTarget))
+	is := x.suppliers[fromImage].(*imageSupplier)
+	res.Report = &verify.Report{Findings: is.found, ChunksOK: uint64(x.fromImg), BytesChecked: is.stats.BytesChecked}
+	seed.SortDamage(res.Report.Findings)
+	if complete {
+		res.Report.Checked = x.checked(len(res.Rebuilt) > 0)
+	}
+	for _, c := range m.Chunks {
+		if c.Kind == format.KindZero {
+			res.Report.ZeroChunks++
 		}
 	}
-	out := make([]uint32, 0, len(redo))
-	for s := range redo {
-		out = append(out, s)
+	fetched := map[uint32]bool{}
+	for _, o := range []origin{fromImage, fromParity, fromFallback, unavailable} {
+		for _, s := range segmentsOf(m, x.plan.chunks(o)) {
+			fetched[s] = true
+		}
 	}
-	slices.Sort(out)
-	return out, nil
+	if res.InPlace > 0 {
+		res.Skipped = len(m.Segments) - len(fetched)
+	}
+}
+
+// checked lists what a restore that ran to the end checked of every chunk
+// it wrote: each chunk's hash (the executor writes only verified chunks);
+// the block digests of the segment indexes, unless an index was missing
+// or damaged (then some chunks had only their hash checked); and the
+// parity rows' CRC-32C when chunks were rebuilt from parity.
+func (x *executor) checked(rebuilt bool) []verify.CheckKind {
+	kinds := []verify.CheckKind{verify.CheckChunkHashes}
+	indexes := x.plan.damagedSegments == 0
+	for _, d := range x.suppliers[fromImage].(*imageSupplier).found {
+		if !d.IsChunk {
+			indexes = false
+		}
+	}
+	if indexes {
+		kinds = append(kinds, verify.CheckBlockDigests)
+	}
+	if rebuilt {
+		kinds = append(kinds, verify.CheckParityRows)
+	}
+	return kinds
+}
+
+// chunksThatDiffer compares the target with the image's chunk hashes and
+// returns the chunks that differ. It reads the target (sequentially, with
+// workers hashing in parallel), never the image, and streams each answer
+// into the set: its memory is the pipeline's fixed set of chunk buffers,
+// half the budget (they are garbage, not yet collected, when the restore's
+// reader allocates its own), however many chunks differ.
+func chunksThatDiffer(ctx context.Context, m *format.Manifest, t *restoreTarget, workers int) (chunkSet, error) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	differ := newChunkSet(len(m.Chunks))
+	p := &chunkPipeline{
+		src: t.f, name: t.path, target: true, size: m.Header.Size, chunkSize: m.Header.ChunkSize,
+		first: 0, last: uint64(len(m.Chunks)),
+		shape: shapeFor(m.Header.ChunkSize, min(workers, MaxWorkers), false, memoryBudget/2),
+		process: func(j *chunkJob) {
+			if format.IsZero(j.raw) {
+				j.ec.Hash = format.ZeroChunkHash(len(j.raw))
+			} else {
+				j.ec.Hash = format.ChunkHash(j.raw, nil)
+			}
+		},
+		sink: func(j *chunkJob) error {
+			if j.ec.Hash != m.Chunks[j.index].Hash {
+				differ.add(j.index)
+			}
+			return nil
+		},
+	}
+	if len(m.Chunks) == 0 {
+		return differ, nil
+	}
+	if err := p.run(ctx); err != nil {
+		return nil, err
+	}
+	return differ, nil
 }
 
 // describeChunks lists chunks with their source byte ranges, briefly.
@@ -279,143 +318,4 @@ func describeChunks(m *format.Manifest, idx []uint64) string {
 		fmt.Fprintf(&b, "chunk %d bytes %d-%d", i, off, off+length-1)
 	}
 	return b.String()
-}
-
-// zeroChunks makes every zero chunk of the target read as zeros, one
-// ZeroRange call per run of consecutive zero chunks.
-func zeroChunks(ctx context.Context, f *os.File, m *format.Manifest, meter *Meter) (int64, error) {
-	var total int64
-	runStart, runLen := int64(-1), int64(0)
-	flush := func() error {
-		if runLen == 0 {
-			return nil
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := device.ZeroRange(f, runStart, runLen); err != nil {
-			return err
-		}
-		meter.Add(runLen)
-		total += runLen
-		runStart, runLen = -1, 0
-		return nil
-	}
-	for i, c := range m.Chunks {
-		off, length := m.ChunkRange(uint64(i))
-		if c.Kind != format.KindZero {
-			if err := flush(); err != nil {
-				return total, err
-			}
-			continue
-		}
-		if runLen == 0 {
-			runStart = off
-		}
-		runLen += length
-	}
-	return total, flush()
-}
-
-// openTarget applies every safety check and opens target for writing. It
-// reports whether the target is known to read as zeros (a file it created
-// or that was empty), in which case zero chunks need no writing, and
-// whether it created the file.
-func openTarget(target string, m *format.Manifest) (f *os.File, fresh, created bool, err error) {
-	size := m.Header.Size
-	fi, err := os.Stat(target)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		fresh, created = true, true
-	case err != nil:
-		return nil, false, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
-	default:
-		info, err := device.Stat(target)
-		if err != nil {
-			return nil, false, false, fmt.Errorf("%w: target %s: %w", ErrBadInput, target, err)
-		}
-		if err := notTheSource(target, info, m.Header.Source); err != nil {
-			return nil, false, false, err
-		}
-		fresh = fi.Mode().IsRegular() && fi.Size() == 0
-	}
-	// OpenTarget checks mounts, holders and swap, compares sizes, and
-	// claims a block device with O_EXCL until we close it.
-	f, err = device.OpenTarget(target, size, true)
-	if err != nil {
-		if errors.Is(err, device.ErrTooSmall) {
-			return nil, false, false, fmt.Errorf("%w: %w: choose a device of at least %d bytes", ErrBadInput, err, size)
-		}
-		return nil, false, false, fmt.Errorf("%w: %w", ErrBadInput, err)
-	}
-	// A regular file becomes exactly the source's size (OpenTarget only
-	// grows files), so that sha256sum of it equals the source's.
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > size {
-		if err := f.Truncate(size); err != nil {
-			f.Close()
-			return nil, false, false, fmt.Errorf("%w: resize target %s to %d bytes: %w", ErrBadInput, target, size, err)
-		}
-	}
-	return f, fresh, created, nil
-}
-
-// notTheSource refuses to restore onto the device the image was captured
-// from: the same file or device on the capture host, or a disk with the
-// /dev/disk/by-id identity anywhere.
-func notTheSource(target string, info device.Info, src format.Source) error {
-	refuse := func(why string) error {
-		return fmt.Errorf("%w: target %s is the capture source of this image (%s): restoring onto it would destroy the original; choose the replication target's device",
-			ErrBadInput, target, why)
-	}
-	if host, _ := os.Hostname(); src.Path != "" && (src.Host == "" || src.Host == host) {
-		same, err := device.SameDevice(target, src.Path)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("%w: cannot tell whether target %s is this image's capture source %s: %w", ErrBadInput, target, src.Path, err)
-		}
-		if same {
-			return refuse("same device as " + src.Path)
-		}
-	}
-	// /dev/disk/by-id names carry the disk's serial or WWN and, for a
-	// partition, its number, so a shared name means the same partition
-	// even on another host (shared SAN storage).
-	for _, a := range info.ByID {
-		if slices.Contains(src.ByID, a) {
-			return refuse("same disk identity " + a)
-		}
-	}
-	return nil
-}
-
-// localPaths is the optional ability of a store to name its keys' files.
-type localPaths interface {
-	Path(key string) (string, error)
-}
-
-// notInImage refuses a target that is one of the image's own files.
-func notInImage(target string, img store.Store, m *format.Manifest) error {
-	lp, ok := img.(localPaths)
-	if !ok {
-		return nil
-	}
-	if _, err := os.Stat(target); err != nil {
-		return nil // a new file cannot be part of the image
-	}
-	keys := []string{format.ManifestKey}
-	for _, s := range m.Segments {
-		keys = append(keys, format.SegmentKey(s.Number))
-	}
-	for _, s := range m.Parity {
-		keys = append(keys, format.ParityKey(s.Number))
-	}
-	for _, k := range keys {
-		p, err := lp.Path(k)
-		if err != nil {
-			continue
-		}
-		if same, err := device.SameDevice(target, p); err == nil && same {
-			return fmt.Errorf("%w: target %s is the image's own file %s: restore onto the replication target's device instead", ErrBadInput, target, k)
-		}
-	}
-	return nil
 }

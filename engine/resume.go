@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -17,33 +15,16 @@ import (
 	"github.com/seedship/seedship/store"
 )
 
-// CheckpointKey is where a running capture records how far it got, after
-// every stored data segment, so that --resume can continue from there.
-// Readers ignore it (spec §2: unknown keys); a finished capture deletes it.
-const CheckpointKey = "capture.ckpt"
+// CheckpointKey is where a running capture records how far it got (spec
+// §7.1), from before its first segment is stored and after every stored
+// data segment, so that --resume can continue from there. Readers ignore
+// it; a finished capture deletes it.
+const CheckpointKey = format.CheckpointKey
 
-// checkpoint is the JSON content of CheckpointKey.
-type checkpoint struct {
-	Format       string           `json:"format"` // "seedship-checkpoint"
-	Version      int              `json:"version"`
-	ImageID      string           `json:"image_id"`
-	Source       format.Source    `json:"source"`
-	ChunkSize    int              `json:"chunk_size"`
-	Level        int              `json:"level"`
-	SegmentSize  int64            `json:"segment_size"`
-	Parity       *format.Geometry `json:"parity,omitempty"`
-	CaptureStart time.Time        `json:"capture_start"`
-	// Segments data segments 0 … Segments-1 are stored; Chunks chunks are
-	// recorded (the last one in segment Segments-1).
-	Segments uint32 `json:"segments"`
-	Chunks   uint64 `json:"chunks"`
-	// SHA256State is the whole-source SHA-256 state after Chunks chunks
-	// (Go's crypto/sha256 binary marshalling).
-	SHA256State []byte `json:"sha256_state"`
-}
-
-func readCheckpoint(ctx context.Context, st store.Store) (*checkpoint, error) {
-	rc, err := st.Get(ctx, CheckpointKey, 0, -1)
+// readCheckpoint reads and authenticates dst's checkpoint. Every error
+// wraps ErrBadInput: nothing was written.
+func readCheckpoint(ctx context.Context, st store.Store) (*format.Checkpoint, error) {
+	info, err := st.Stat(ctx, CheckpointKey)
 	if errors.Is(err, store.ErrNotExist) {
 		if _, merr := st.Stat(ctx, format.ManifestKey); merr == nil {
 			return nil, fmt.Errorf("%w: %s is a complete image: nothing to resume", ErrBadInput, st)
@@ -51,27 +32,53 @@ func readCheckpoint(ctx context.Context, st store.Store) (*checkpoint, error) {
 		return nil, fmt.Errorf("%w: %s has no capture checkpoint (%s): nothing to resume; capture into an empty destination instead", ErrBadInput, st, CheckpointKey)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", CheckpointKey, err)
+		return nil, fmt.Errorf("%w: read %s in %s: %w", ErrBadInput, CheckpointKey, st, err)
+	}
+	damaged := func(err error) error {
+		return fmt.Errorf("%w: %s in %s cannot be trusted: %w; capture again into an empty destination", ErrBadInput, CheckpointKey, st, err)
+	}
+	if info.Size > format.MaxCheckpointSize {
+		return nil, damaged(fmt.Errorf("%d bytes, at most %d", info.Size, format.MaxCheckpointSize))
+	}
+	rc, err := st.Get(ctx, CheckpointKey, 0, info.Size)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s in %s: %w", ErrBadInput, CheckpointKey, st, err)
 	}
 	defer rc.Close()
-	var ck checkpoint
-	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&ck); err != nil || ck.Format != "seedship-checkpoint" || ck.Version != 1 {
-		return nil, fmt.Errorf("%w: %s in %s is damaged or from another version (%v): capture again into an empty destination", ErrBadInput, CheckpointKey, st, err)
+	b, err := io.ReadAll(io.LimitReader(rc, format.MaxCheckpointSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s in %s: %w", ErrBadInput, CheckpointKey, st, err)
 	}
-	return &ck, nil
+	ck, err := format.ParseCheckpoint(b)
+	if err != nil {
+		return nil, damaged(err)
+	}
+	return ck, nil
 }
 
-func writeCheckpoint(ctx context.Context, st store.Store, ck *checkpoint) error {
-	b, err := json.Marshal(ck)
+// writeCheckpoint stores ck; a capture writes one before its first
+// segment and one after each stored segment.
+func (c *capture) writeCheckpoint(ctx context.Context, ck *format.Checkpoint) error {
+	if ck.SHA256State == nil {
+		state, err := hashState(sha256.New())
+		if err != nil {
+			return err
+		}
+		ck.SHA256State = state
+	}
+	b, err := ck.Marshal()
 	if err != nil {
 		return err
 	}
-	return st.Put(ctx, CheckpointKey, bytes.NewReader(b), int64(len(b)))
+	if err := c.dst.Put(ctx, CheckpointKey, bytes.NewReader(b), int64(len(b))); err != nil {
+		return fmt.Errorf("write %s to %s: %w", CheckpointKey, c.dst, err)
+	}
+	return nil
 }
 
 // adopt takes the checkpoint's options where opts leaves them zero and
 // refuses ones that contradict it.
-func (o *CaptureOptions) adopt(ck *checkpoint) error {
+func (o *CaptureOptions) adopt(ck *format.Checkpoint) error {
 	mismatch := func(name string, got, want any) error {
 		return fmt.Errorf("%w: --resume with %s %v, but the interrupted capture used %v: drop the flag or give the same value", ErrBadInput, name, got, want)
 	}
@@ -101,114 +108,249 @@ func (o *CaptureOptions) adopt(ck *checkpoint) error {
 	return nil
 }
 
-// checkSource refuses to resume from a different source.
-func (ck *checkpoint) checkSource(path string, s format.Source) error {
-	c := ck.Source
+// checkSameSource refuses at once a source whose size or identity differs
+// from the checkpoint's; [capture.proveSource] then proves that the
+// captured part's bytes are the same.
+func checkSameSource(ck *format.Checkpoint, src *Source) error {
+	c, s := ck.Source, src.describe()
 	if c.Size != s.Size || c.Kind != s.Kind || c.Serial != s.Serial || c.WWN != s.WWN {
 		return fmt.Errorf("%w: source %s (%d bytes) is not the one the interrupted capture read (%s, %d bytes): resume with the same source",
-			ErrBadInput, path, s.Size, c.Path, c.Size)
+			ErrBadInput, src.Path, s.Size, c.Path, c.Size)
 	}
 	return nil
 }
 
-// resumeState rebuilds, from the stored segments, the chunk table and
-// segment tables of the first ck.Segments data segments and of the parity
-// of the stripes they complete. Each segment's index is read (two small
-// ranged reads), not its data.
-func resumeState(ctx context.Context, st store.Store, ck *checkpoint, imageID [16]byte) (format.ResumeState, error) {
-	var rs format.ResumeState
-	bad := func(key string, err error) error {
-		return fmt.Errorf("%w: cannot resume: %s: %w; capture again into an empty destination", ErrBadInput, key, err)
+// prepareResume prepares a resumed capture: it rebuilds the image's state from
+// the stored segments and checks it against the checkpoint, proves that
+// the source is the one captured so far, and only then removes what the
+// interrupted run left past its checkpoint.
+func (c *capture) prepareResume(ctx context.Context) (format.ResumeState, error) {
+	rs, err := c.storedState(ctx)
+	if err != nil {
+		return rs, err
 	}
-	zeroHash := map[int64]format.Hash{}
-	addZeros := func(upto uint64) {
-		for i := uint64(len(rs.Chunks)); i < upto; i++ {
-			off := int64(i) * int64(ck.ChunkSize)
-			n := min(int64(ck.ChunkSize), ck.Source.Size-off)
-			h, ok := zeroHash[n]
-			if !ok {
-				h = format.ZeroChunkHash(int(n))
-				zeroHash[n] = h
+	if err := c.proveSource(ctx, rs.Chunks); err != nil {
+		return rs, err
+	}
+	// Leftovers of the interrupted run (temporary files, incomplete
+	// multipart uploads, segments stored after the last checkpoint) take
+	// space and would be mistaken for the resumed run's.
+	if cl, ok := store.AsCleaner(c.dst); ok {
+		if err := cl.RemoveIncomplete(ctx); err != nil {
+			return rs, fmt.Errorf("remove the interrupted capture's incomplete uploads from %s: %w", c.dst, err)
+		}
+	}
+	if err := c.removeStrays(ctx); err != nil {
+		return rs, err
+	}
+	c.first = c.ck.Chunks
+	return rs, nil
+}
+
+// removeStrays deletes the segments past the checkpoint: a run killed
+// between storing a segment and checkpointing it leaves one.
+func (c *capture) removeStrays(ctx context.Context) error {
+	parityKept := uint32(0)
+	if g := c.ck.Parity; g != nil {
+		parityKept = c.ck.Segments / uint32(g.K) * uint32(g.M)
+	}
+	var strays []string
+	for _, prefix := range []string{"data/", "parity/"} {
+		err := c.dst.List(ctx, prefix, func(i store.Info) error {
+			id, ok := format.ParseKey(i.Key)
+			if ok && (id.Kind == format.SegmentData && id.Number >= c.ck.Segments ||
+				id.Kind == format.SegmentParity && id.Number >= parityKept) {
+				strays = append(strays, i.Key)
 			}
-			rs.Chunks = append(rs.Chunks, format.ChunkEntry{Hash: h, Kind: format.KindZero})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("list %s: %w", c.dst, err)
 		}
 	}
+	for _, key := range strays {
+		if err := c.dst.Delete(ctx, key); err != nil {
+			return fmt.Errorf("remove %s (stored after the last checkpoint) from %s: %w", key, c.dst, err)
+		}
+	}
+	return nil
+}
+
+// storedState rebuilds, from the stored segments, the chunk table and
+// segment tables of the first ck.Segments data segments and of the parity
+// of the stripes they complete, reading each segment's header and index
+// (small ranged reads), not its data. It trusts no count of the
+// checkpoint over what is stored: the stored segments must be exactly the
+// ones it was sealed with, and its chunk count must be the one they end
+// at, or past it only by zero chunks (which proveSource re-reads). Errors
+// wrap ErrBadInput.
+func (c *capture) storedState(ctx context.Context) (format.ResumeState, error) {
+	var rs format.ResumeState
+	ck := c.ck
+	zeros := zeroHashes{chunkSize: ck.ChunkSize, size: ck.Source.Size}
 	for n := range ck.Segments {
-		key := format.SegmentKey(n)
-		info, err := st.Stat(ctx, key)
+		if err := ctx.Err(); err != nil {
+			return rs, err
+		}
+		sum, entries, err := c.readDataIndex(ctx, n)
 		if err != nil {
-			return rs, bad(key, err)
-		}
-		r := store.ReaderAt(ctx, st, key)
-		hb := make([]byte, format.SegmentHeaderSize)
-		if _, err := r.ReadAt(hb, 0); err != nil {
-			return rs, bad(key, err)
-		}
-		h, err := format.ParseSegmentHeader(hb)
-		if err == nil && (h.ImageID != imageID || h.Number != n || h.Kind != format.SegmentData) {
-			err = fmt.Errorf("segment header does not belong to this capture")
-		}
-		if err != nil {
-			return rs, bad(key, err)
-		}
-		footer, entries, err := format.ReadSegmentIndex(r, info.Size)
-		if err != nil {
-			return rs, bad(key, err)
+			return rs, err
 		}
 		for _, e := range entries {
-			if e.Index < uint64(len(rs.Chunks)) {
-				return rs, bad(key, fmt.Errorf("chunk %d out of order", e.Index))
+			if e.Index < uint64(len(rs.Chunks)) || e.Index >= ck.Chunks {
+				return rs, cannotResume(sum.Number, fmt.Errorf("chunk %d out of order or past the checkpoint's %d", e.Index, ck.Chunks))
 			}
-			addZeros(e.Index)
+			rs.Chunks = zeros.fill(rs.Chunks, e.Index)
 			rs.Chunks = append(rs.Chunks, format.ChunkEntry{Hash: e.Hash, Offset: e.Offset, Segment: n,
 				PayloadLen: e.PayloadLen, Kind: format.KindStored, Codec: e.Codec})
 		}
-		rs.Segments = append(rs.Segments, format.SegmentSummary{Number: n, Kind: format.SegmentData, Size: info.Size,
-			Frames: footer.Frames, IndexHash: footer.IndexHash})
+		rs.Segments = append(rs.Segments, sum)
 	}
-	if uint64(len(rs.Chunks)) > ck.Chunks {
-		return rs, bad(format.SegmentKey(ck.Segments-1), fmt.Errorf("holds chunks past the checkpoint"))
+	// The chunks after the last stored one up to the checkpoint's count
+	// were read and found zero (a disk's free space at its end): a
+	// checkpoint written once the last segment was stored counts them.
+	// They are not taken on trust: proveSource re-reads them with the
+	// rest. The count was bounded by the source's size when the
+	// checkpoint was parsed.
+	if uint64(len(rs.Chunks)) < ck.Chunks && ck.Chunks <= zeros.chunks() {
+		rs.Chunks = zeros.fill(rs.Chunks, ck.Chunks)
 	}
-	addZeros(ck.Chunks)
-	if g := ck.Parity; g != nil {
-		for s := range ck.Segments / uint32(g.K) {
-			for j := range g.M {
-				n := g.ParityNumber(s, j)
-				key := format.ParityKey(n)
-				info, err := st.Stat(ctx, key)
-				if err != nil {
-					return rs, bad(key, err)
-				}
-				sum, _, err := format.ReadParitySummary(store.ReaderAt(ctx, st, key), info.Size, n)
-				if err != nil {
-					return rs, bad(key, err)
-				}
-				rs.Parity = append(rs.Parity, sum)
-			}
-		}
+	if uint64(len(rs.Chunks)) != ck.Chunks {
+		return rs, fmt.Errorf("%w: %s counts %d chunks but the stored segments end at chunk %d: capture again into an empty destination",
+			ErrBadInput, CheckpointKey, ck.Chunks, len(rs.Chunks))
+	}
+	parity, err := c.readParity(ctx)
+	if err != nil {
+		return rs, err
+	}
+	rs.Parity = parity
+	if format.StoredDigest(rs.Segments, rs.Parity) != ck.Stored {
+		return rs, fmt.Errorf("%w: the stored segments of %s are not the ones %s was written for: capture again into an empty destination",
+			ErrBadInput, c.dst, CheckpointKey)
 	}
 	return rs, nil
 }
 
-// restoreHash rebuilds the whole-source SHA-256 from a checkpoint.
-func restoreHash(state []byte) (hash.Hash, error) {
-	h := sha256.New()
-	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
-		return nil, fmt.Errorf("%w: checkpoint hash state: %w", ErrBadInput, err)
+func cannotResume(n uint32, err error) error {
+	return fmt.Errorf("%w: cannot resume: %s: %w; capture again into an empty destination", ErrBadInput, format.DataID(n).Key(), err)
+}
+
+// readDataIndex reads data segment n's summary and index.
+func (c *capture) readDataIndex(ctx context.Context, n uint32) (format.SegmentSummary, []format.IndexEntry, error) {
+	key := format.DataID(n).Key()
+	info, err := c.dst.Stat(ctx, key)
+	if err != nil {
+		return format.SegmentSummary{}, nil, cannotResume(n, err)
 	}
-	return h, nil
+	sum, entries, err := format.ReadSummary(store.ReaderAt(ctx, c.dst, key), info.Size, format.DataID(n), c.ck.ImageID)
+	if err != nil {
+		return format.SegmentSummary{}, nil, cannotResume(n, err)
+	}
+	return sum, entries, nil
+}
+
+// readParity reads the summaries of the parity segments of the complete
+// stripes among the stored data segments.
+func (c *capture) readParity(ctx context.Context) ([]format.SegmentSummary, error) {
+	g := c.ck.Parity
+	if g == nil {
+		return nil, nil
+	}
+	var out []format.SegmentSummary
+	for s := range c.ck.Segments / uint32(g.K) {
+		for j := range g.M {
+			n := g.ParityNumber(s, j)
+			key := format.ParityID(n).Key()
+			info, err := c.dst.Stat(ctx, key)
+			if err != nil {
+				return nil, fmt.Errorf("%w: cannot resume: %s: %w; capture again into an empty destination", ErrBadInput, key, err)
+			}
+			sum, _, err := format.ReadSummary(store.ReaderAt(ctx, c.dst, key), info.Size, format.ParityID(n), c.ck.ImageID)
+			if err != nil {
+				return nil, fmt.Errorf("%w: cannot resume: %s: %w; capture again into an empty destination", ErrBadInput, key, err)
+			}
+			out = append(out, sum)
+		}
+	}
+	return out, nil
+}
+
+// zeroHashes fills the chunk table's gaps (chunks no segment holds) with
+// zero chunks, computing each length's hash once.
+type zeroHashes struct {
+	chunkSize int
+	size      int64
+	last      format.Hash
+	lastLen   int64
+}
+
+// chunks is the number of chunks of the whole source.
+func (z *zeroHashes) chunks() uint64 {
+	return uint64((z.size + int64(z.chunkSize) - 1) / int64(z.chunkSize))
+}
+
+func (z *zeroHashes) fill(chunks []format.ChunkEntry, upto uint64) []format.ChunkEntry {
+	for i := uint64(len(chunks)); i < upto; i++ {
+		n := min(int64(z.chunkSize), z.size-int64(i)*int64(z.chunkSize))
+		if n != z.lastLen {
+			z.last, z.lastLen = format.ZeroChunkHash(int(n)), n
+		}
+		chunks = append(chunks, format.ChunkEntry{Hash: z.last, Kind: format.KindZero})
+	}
+	return chunks
+}
+
+// proveSource reads the part of the source already captured again, in
+// parallel, and compares every chunk with the hash the stored segments
+// (or, for zero chunks, the gaps between them) record; it also recomputes
+// the whole-source SHA-256 state, which must equal the checkpoint's. A
+// source that differs is refused (bad input), so a resumed image is never
+// two sources spliced together.
+func (c *capture) proveSource(ctx context.Context, chunks []format.ChunkEntry) error {
+	start := time.Now()
+	whole := sha256.New()
+	p := &chunkPipeline{
+		src: c.src.reader(), name: c.src.Path, size: c.size, chunkSize: c.opts.ChunkSize,
+		first: 0, last: uint64(len(chunks)),
+		// Half the capture's budget: these buffers are garbage, not yet
+		// collected, when the capture's own are allocated.
+		shape: shapeFor(c.opts.ChunkSize, c.opts.Workers, false, captureMemory/2),
+		process: func(j *chunkJob) {
+			if format.IsZero(j.raw) {
+				j.ec.Hash = format.ZeroChunkHash(len(j.raw))
+			} else {
+				j.ec.Hash = format.ChunkHash(j.raw, nil)
+			}
+		},
+		sink: func(j *chunkJob) error {
+			if j.ec.Hash != chunks[j.index].Hash {
+				off := int64(j.index) * int64(c.opts.ChunkSize)
+				return fmt.Errorf("%w: source %s differs from the one the interrupted capture read (chunk %d, bytes %d-%d): resume with the same source, or capture again into an empty destination",
+					ErrBadInput, c.src.Path, j.index, off, off+int64(len(j.raw))-1)
+			}
+			whole.Write(j.raw)
+			c.meter.Add(int64(len(j.raw)))
+			return nil
+		},
+	}
+	if len(chunks) > 0 {
+		if err := p.run(ctx); err != nil {
+			return err
+		}
+	}
+	state, err := hashState(whole)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(state, c.ck.SHA256State) {
+		return fmt.Errorf("%w: the whole-source hash state in %s does not match the source: capture again into an empty destination", ErrBadInput, CheckpointKey)
+	}
+	c.whole = whole
+	c.rehash = min(int64(len(chunks))*int64(c.opts.ChunkSize), c.size)
+	c.rehashT = time.Since(start)
+	return nil
 }
 
 func hashState(h hash.Hash) ([]byte, error) {
 	return h.(encoding.BinaryMarshaler).MarshalBinary()
-}
-
-func decodeID(s string) ([16]byte, error) {
-	var id [16]byte
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != 16 {
-		return id, fmt.Errorf("%w: checkpoint image id %q", ErrBadInput, s)
-	}
-	copy(id[:], b)
-	return id, nil
 }

@@ -17,8 +17,9 @@ import (
 	"github.com/seedship/seedship/store/dir"
 )
 
-// cancelAfter cancels a capture once n checkpoints have been stored,
-// as a killed process would stop: between two segments.
+// cancelAfter cancels a capture once n segments have been checkpointed
+// (after the first checkpoint, which precedes any segment), as a killed
+// process would stop: between two segments.
 type cancelAfter struct {
 	store.Store
 	n      int32
@@ -28,11 +29,14 @@ type cancelAfter struct {
 
 func (c *cancelAfter) Put(ctx context.Context, key string, r io.Reader, size int64) error {
 	err := c.Store.Put(ctx, key, r, size)
-	if err == nil && key == CheckpointKey && c.puts.Add(1) == c.n {
+	if err == nil && key == CheckpointKey && c.puts.Add(1) == c.n+1 {
 		c.cancel()
 	}
 	return err
 }
+
+// Unwrap lets store.Lock find the wrapped store's lock.
+func (c *cancelAfter) Unwrap() store.Store { return c.Store }
 
 // countingSource counts what a capture reads from its source file.
 func mixedSource(t *testing.T, size int) string {
@@ -218,7 +222,9 @@ func TestRestoreResume(t *testing.T) {
 	target := filepath.Join(t.TempDir(), "target.img")
 	ctx, cancel := context.WithCancel(context.Background())
 	_, err = Restore(ctx, &countGets{Store: img, n: 4, cancel: cancel}, target, RestoreOptions{Readers: 1, Workers: 1})
-	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "--resume") {
+	// The CLI adds the command that continues it; the error names what
+	// is left incomplete.
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), target+" is incomplete") || strings.Contains(err.Error(), "--resume") {
 		t.Fatalf("interrupted restore: %v", err)
 	}
 	if _, err := os.Stat(target); err != nil {
@@ -238,4 +244,51 @@ func TestRestoreResume(t *testing.T) {
 		t.Fatal("resumed restore differs from the source")
 	}
 	t.Logf("resume skipped %d of %d segments", res.Skipped, nseg)
+}
+
+// TestResumeRefusesParityOfAnotherImage: a resumed capture adopts the
+// parity segments already written only when their headers name this
+// image; one of another capture of the same source is refused as bad
+// input naming the segment. (The checkpoint's digest of the stored
+// segments refuses it too, since the parity covers the data segments'
+// headers, but names no segment.)
+func TestResumeRefusesParityOfAnotherImage(t *testing.T) {
+	srcPath := mixedSource(t, 8<<20)
+	opts := CaptureOptions{ChunkSize: 256 << 10, SegmentSize: 1 << 20, Parity: &format.Geometry{K: 2, M: 1, RowSize: 64 << 10}}
+	imgDir := filepath.Join(t.TempDir(), "img")
+	img, _ := dir.New(imgDir)
+	ctx, cancel := context.WithCancel(context.Background())
+	src, _ := OpenSource(srcPath)
+	_, err := Capture(ctx, src, &cancelAfter{Store: img, n: 3, cancel: cancel}, opts)
+	src.Close()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	otherDir := filepath.Join(t.TempDir(), "other")
+	other, _ := dir.New(otherDir)
+	src2, _ := OpenSource(srcPath)
+	_, err = Capture(context.Background(), src2, other, opts)
+	src2.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := format.ParityID(0).Key()
+	if _, err := os.Stat(filepath.Join(imgDir, filepath.FromSlash(key))); err != nil {
+		t.Fatalf("the interrupted capture wrote no %s: %v", key, err)
+	}
+	b, err := os.ReadFile(filepath.Join(otherDir, filepath.FromSlash(key)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(imgDir, filepath.FromSlash(key)), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src3, _ := OpenSource(srcPath)
+	defer src3.Close()
+	resumed := opts
+	resumed.Resume = true
+	_, err = Capture(context.Background(), src3, img, resumed)
+	if !errors.Is(err, ErrBadInput) || !strings.Contains(err.Error(), key) {
+		t.Fatalf("resume with %s of another image: %v, want bad input naming it", key, err)
+	}
 }
