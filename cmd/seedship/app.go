@@ -2,17 +2,12 @@ package main
 
 import (
 	"io"
+	"runtime"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 )
-
-const exitStatusHelp = `
-EXIT STATUS:
-   0  success
-   1  runtime error (I/O failure, interrupted)
-   2  usage error or bad input; nothing was written
-   3  integrity failure: damage found, or the device differs from the image`
 
 // newApp builds the CLI with injectable output.
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -42,13 +37,6 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 }
 
-// isFlagError recognises urfave/cli's own parse errors.
-func isFlagError(err error) bool {
-	s := err.Error()
-	return strings.HasPrefix(s, "flag provided but not defined") || strings.HasPrefix(s, "invalid value") ||
-		strings.Contains(s, "Required flag")
-}
-
 // positional returns exactly n positional arguments, refusing anything that
 // looks like a flag typed after them: urfave/cli stops parsing flags at the
 // first argument, and a stray "--json" must never be taken as a path.
@@ -66,4 +54,68 @@ func positional(c *cli.Context, names ...string) ([]string, error) {
 	return args, nil
 }
 
-func commandHelp(desc string) string { return strings.TrimSpace(desc) + "\n" + exitStatusHelp }
+// command is what one seedship command states of its own; newCommand adds
+// what every command shares.
+type command struct {
+	name      string
+	usage     string     // one line, for the list of commands
+	operands  []operand  // its positional arguments, in order
+	linuxOnly bool       // it reads or writes block devices through Linux interfaces
+	help      string     // its description; the EXIT STATUS section follows
+	flags     []cli.Flag // its own; the object-storage and output flags follow
+	// run does the work, given the operands once positional and their
+	// checks have accepted them.
+	run func(c *cli.Context, args []string) error
+}
+
+// operand is one positional argument and the check of its syntax, made
+// before anything is opened.
+type operand struct {
+	name  string // in the usage line, e.g. SOURCE
+	what  string // in error messages, e.g. "source"
+	check func(what, loc string) error
+}
+
+// imageOperand is a positional argument naming an image location.
+func imageOperand(name, what string) operand { return operand{name, what, checkImageLocation} }
+
+// deviceOperand is a positional argument naming a device or file.
+func deviceOperand(name, what string) operand { return operand{name, what, checkDeviceLocation} }
+
+// newCommand builds the *cli.Command of cmd: its own flags followed by the
+// object-storage and output flags every command has, the numeric flag
+// checks (before the action), the one-line usage errors, and an action
+// that checks the operands (their number, Linux where needed, then each
+// one's syntax) before anything is opened.
+func newCommand(cmd command) *cli.Command {
+	names := make([]string, len(cmd.operands))
+	for i, o := range cmd.operands {
+		names[i] = o.name
+	}
+	return &cli.Command{
+		Name:         cmd.name,
+		Usage:        cmd.usage,
+		ArgsUsage:    strings.Join(names, " "),
+		Description:  strings.TrimSpace(cmd.help) + "\n" + exitStatusHelp,
+		Flags:        slices.Concat(cmd.flags, s3Flags(), outputFlags()),
+		Before:       checkFlags,
+		OnUsageError: onUsageError,
+		Action: func(c *cli.Context) error {
+			args, err := positional(c, names...)
+			if err != nil {
+				return err
+			}
+			if cmd.linuxOnly {
+				if err := needsLinux(runtime.GOOS, "seedship "+cmd.name); err != nil {
+					return err
+				}
+			}
+			for i, o := range cmd.operands {
+				if err := o.check(o.what, args[i]); err != nil {
+					return err
+				}
+			}
+			return cmd.run(c, args)
+		},
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,11 +16,12 @@ import (
 )
 
 func captureCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "capture",
-		Usage:     "capture a block device or image file into a seed image",
-		ArgsUsage: "SOURCE DEST",
-		Description: commandHelp(`
+	return newCommand(command{
+		name:      "capture",
+		usage:     "capture a block device or image file into a seed image",
+		operands:  []operand{deviceOperand("SOURCE", "source"), imageOperand("DEST", "destination")},
+		linuxOnly: true,
+		help: `
 Reads SOURCE (a block device such as /dev/sdb1, or a regular file) once, front to back, and
 writes a seed image into DEST, a directory that must be absent or empty. Every 64 KiB block is
 hashed, all-zero chunks are recorded but not stored, and the rest is zstd-compressed. The
@@ -29,32 +31,27 @@ Take the source out of service (or snapshot it) first, so it does not change whi
 a block device that is mounted or in use is refused unless --allow-in-use is given.
 
 Example:
-   seedship capture /dev/sdb1 /mnt/courier/seed`),
-		Flags: append([]cli.Flag{
+   seedship capture /dev/sdb1 /mnt/courier/seed`,
+		flags: []cli.Flag{
 			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "chunk size, a power of two from 64KiB to 64MiB"},
 			&cli.IntFlag{Name: "level", Value: engine.DefaultLevel, Usage: "zstd level, 1 fastest … 22 smallest, mapped onto klauspost/compress's four strategies (1-2 fastest, 3-5 default, 6-9 better, 10+ best); -1 stores chunks uncompressed"},
-			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes"},
+			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes, 64KiB to 16GiB"},
 			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},
 			&cli.BoolFlag{Name: "allow-in-use", Usage: "capture a block device even though it is mounted or in use (the image may then be inconsistent)"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped"},
-			&cli.IntFlag{Name: "workers", Usage: "hash/compress workers (default: number of CPUs)"},
-		}, append(s3Flags(), outputFlags()...)...),
-		Action: runCapture,
-	}
+			workersFlag("hash/compress", " (fewer run when large chunks would not fit in memory)"),
+		},
+		run: runCapture,
+	})
 }
 
 // captureJSON is capture's --json output.
 type captureJSON struct {
-	Source         string  `json:"source"`
-	Dest           string  `json:"dest"`
-	Size           int64   `json:"size"`
-	ChunkSize      int     `json:"chunk_size"`
-	Chunks         uint64  `json:"chunks"`
-	ZeroChunks     uint64  `json:"zero_chunks"`
-	StoredBytes    int64   `json:"stored_bytes"`
-	Segments       int     `json:"segments"`
-	Parity         string  `json:"parity,omitempty"`
-	ParityBytes    int64   `json:"parity_bytes,omitempty"`
+	Source    string `json:"source"`
+	Dest      string `json:"dest"`
+	Size      int64  `json:"size"`
+	ChunkSize int    `json:"chunk_size"`
+	storedJSON
 	SHA256         string  `json:"sha256"`
 	ManifestSHA256 string  `json:"manifest_sha256"`
 	ResumedAt      int64   `json:"resumed_at,omitempty"`
@@ -63,16 +60,14 @@ type captureJSON struct {
 	BytesPerSecond float64 `json:"bytes_per_second"`
 }
 
-func runCapture(c *cli.Context) error {
-	args, err := positional(c, "SOURCE", "DEST")
-	if err != nil {
-		return err
-	}
+func runCapture(c *cli.Context, args []string) error {
 	resume := c.Bool("resume")
 	// With --resume, options not given are taken from the interrupted
-	// capture; defaults apply only to fresh captures.
+	// capture; defaults apply only to fresh captures. Given values were
+	// checked by checkFlags.
 	given := func(name string) bool { return c.IsSet(name) || !resume }
 	var chunk, seg int64
+	var err error
 	if given("chunk-size") {
 		if chunk, err = parseSize(c.String("chunk-size")); err != nil {
 			return err
@@ -89,13 +84,11 @@ func runCapture(c *cli.Context) error {
 	}
 	level := 0
 	if given("level") {
-		if level = c.Int("level"); level == 0 {
-			return usagef("capture: --level 0 is not a level: use 1-22, or -1 for no compression")
-		}
+		level = c.Int("level")
 	}
 	p := newPrinter(c, "capture")
 	opts := engine.CaptureOptions{
-		ChunkSize:   int(min(chunk, 1<<40)),
+		ChunkSize:   int(chunk),
 		Level:       level,
 		SegmentSize: seg,
 		Parity:      geo,
@@ -127,14 +120,13 @@ func runCapture(c *cli.Context) error {
 	res, err := engine.Capture(c.Context, src, dst, opts)
 	p.endProgress()
 	if err != nil {
-		return err
+		return canContinue(err, resume || holdsCheckpoint(c, dst))
 	}
 	h := res.Manifest.Header
 	secs := max(res.Elapsed.Seconds(), 1e-9)
 	if err := p.emitJSON(captureJSON{Source: args[0], Dest: dst.String(), Size: h.Size, ChunkSize: h.ChunkSize,
-		Chunks: h.Chunks, ZeroChunks: h.ZeroChunks, StoredBytes: h.StoredBytes, Segments: len(res.Manifest.Segments),
-		Parity: parityString(res.Manifest), ParityBytes: h.ParityBytes,
-		SHA256: h.SHA256, ManifestSHA256: hex.EncodeToString(res.Manifest.Hash[:]), ResumedAt: res.ResumedAt, SourceRead: res.ReadBytes,
+		storedJSON: storedOf(res.Manifest),
+		SHA256:     h.SHA256, ManifestSHA256: hex.EncodeToString(res.Manifest.Hash[:]), ResumedAt: res.ResumedAt, SourceRead: res.ReadBytes,
 		Seconds: secs, BytesPerSecond: float64(h.Size) / secs}); err != nil {
 		return err
 	}
@@ -149,6 +141,17 @@ func runCapture(c *cli.Context) error {
 		human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), par, h.ZeroChunks, h.Chunks,
 		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256)
 	return nil
+}
+
+// holdsCheckpoint reports whether dst holds the checkpoint of an
+// interrupted capture, which --resume continues; without one (nothing was
+// stored yet) the same capture starts afresh. When dst cannot be asked,
+// it assumes a checkpoint.
+func holdsCheckpoint(c *cli.Context, dst store.Store) bool {
+	ctx, cancel := hintContext(c)
+	defer cancel()
+	_, err := dst.Stat(ctx, format.CheckpointKey)
+	return !errors.Is(err, store.ErrNotExist)
 }
 
 // parseParity parses "K+M" (empty: no parity).
@@ -167,6 +170,24 @@ func parseParity(s string) (*format.Geometry, error) {
 		return nil, usagef("bad --parity %q: %v", s, err)
 	}
 	return g, nil
+}
+
+// storedJSON is what an image stores, in the --json output of capture and
+// info alike.
+type storedJSON struct {
+	Chunks      uint64 `json:"chunks"`
+	ZeroChunks  uint64 `json:"zero_chunks"`
+	StoredBytes int64  `json:"stored_bytes"`
+	Segments    int    `json:"segments"`
+	Parity      string `json:"parity,omitempty"`
+	ParityBytes int64  `json:"parity_bytes,omitempty"`
+}
+
+// storedOf is what the image of m stores.
+func storedOf(m *format.Manifest) storedJSON {
+	h := m.Header
+	return storedJSON{Chunks: h.Chunks, ZeroChunks: h.ZeroChunks, StoredBytes: h.StoredBytes, Segments: len(m.Segments),
+		Parity: parityString(m), ParityBytes: h.ParityBytes}
 }
 
 // parityString renders an image's parity scheme, "" without parity.

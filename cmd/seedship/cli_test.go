@@ -598,7 +598,7 @@ func copyImage(t *testing.T, img string) string {
 }
 
 func segPath(img string, n uint32) string {
-	return filepath.Join(img, filepath.FromSlash(format.SegmentKey(n)))
+	return filepath.Join(img, filepath.FromSlash(format.DataID(n).Key()))
 }
 
 // badChunkLines returns the chunk indices listed in "BAD chunk N:" lines.
@@ -762,8 +762,8 @@ func TestBadInput(t *testing.T) {
 		if got := badChunkLines(r.stderr); !slices.Equal(got, want) {
 			t.Errorf("verify lists bad chunks %v, want the chunks of segment 2: %v\n%s", got, want, r)
 		}
-		if !strings.Contains(r.stderr, format.SegmentKey(2)) {
-			t.Errorf("verify does not name the missing segment %s: %s", format.SegmentKey(2), r)
+		if !strings.Contains(r.stderr, format.DataID(2).Key()) {
+			t.Errorf("verify does not name the missing segment %s: %s", format.DataID(2).Key(), r)
 		}
 		var v verifyOut
 		r = expect(t, exitIntegrity, "verify", "--json", img)
@@ -889,7 +889,7 @@ func TestBadInput(t *testing.T) {
 		// Restoring onto the image being read destroys the image.
 		img := copyImage(t, im.img)
 		before := treeOf(t, img)
-		for _, key := range []string{format.ManifestKey, format.SegmentKey(0), format.SegmentKey(uint32(len(im.m.Segments) - 1))} {
+		for _, key := range []string{format.ManifestKey, format.DataID(0).Key(), format.DataID(uint32(len(im.m.Segments) - 1)).Key()} {
 			target := filepath.Join(img, filepath.FromSlash(key))
 			oneLineError(t, expect(t, exitUsage, "restore", img, target), target)
 			if !mapsEqual(before, treeOf(t, img)) {
@@ -1009,9 +1009,14 @@ func TestUsage(t *testing.T) {
 		}
 	})
 	t.Run("help", func(t *testing.T) {
-		r := expect(t, exitOK, "restore", "--help")
-		if !strings.Contains(r.stdout, "EXIT STATUS") {
-			t.Errorf("restore --help does not document the exit codes: %s", r)
+		for _, args := range [][]string{{"--help"}, {"capture", "--help"}, {"info", "--help"}, {"verify", "--help"}, {"restore", "--help"}, {"copy", "--help"}} {
+			r := expect(t, exitOK, args...)
+			for _, want := range []string{"EXIT STATUS", "0    success", "1    runtime error", "2    usage error or bad input",
+				"3    integrity failure", "130  interrupted", "continues it"} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("seedship %s does not document the exit codes (%q): %s", strings.Join(args, " "), want, r)
+				}
+			}
 		}
 	})
 }
@@ -1062,12 +1067,41 @@ func TestCaptureInterrupted(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		r := seedshipCtx(ctx, "capture", srcPath, dest)
-		if r.code != exitRuntime {
-			t.Errorf("interrupted capture: want exit %d, got %s", exitRuntime, r)
+		if r.code != exitInterrupted {
+			t.Errorf("interrupted capture: want exit %d, got %s", exitInterrupted, r)
 		}
 		absent(t, filepath.Join(dest, format.ManifestKey), "an interrupted capture must not write a manifest")
 		noTemps(t, dest)
+		// Nothing was stored: the hint is the same capture, not --resume.
+		argv := continueArgs(t, r)
+		if want := []string{"seedship", "capture", srcPath, dest}; !slices.Equal(argv, want) {
+			t.Errorf("continue with %q, want %q", argv, want)
+		}
+		must(t, argv[1:]...)
 	})
+}
+
+// continueArgs checks that r's stderr is the one-line error and then the
+// line naming the command that continues the run, and returns that
+// command split into words by a real shell, as an operator would run it.
+func continueArgs(t *testing.T, r cliResult) []string {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	const prefix = "seedship: to continue, run: "
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "seedship: ") || !strings.HasPrefix(lines[1], prefix) {
+		t.Fatalf("want an error line and %q on stderr, got %s", prefix+"...", r)
+	}
+	return shellWords(t, strings.TrimPrefix(lines[1], prefix))
+}
+
+// shellWords splits a command line as sh does.
+func shellWords(t *testing.T, cmdline string) []string {
+	t.Helper()
+	out, err := exec.Command("sh", "-c", `for a in `+cmdline+`; do printf '%s\0' "$a"; done`).Output()
+	if err != nil {
+		t.Fatalf("sh cannot read %q: %v", cmdline, err)
+	}
+	return strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
 }
 
 func mapsEqual(a, b map[string]string) bool {

@@ -9,11 +9,11 @@ import (
 )
 
 func copyCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "copy",
-		Usage:     "copy a seed image between places (directory, s3://), verifying as it copies",
-		ArgsUsage: "SRC DST",
-		Description: commandHelp(`
+	return newCommand(command{
+		name:     "copy",
+		usage:    "copy a seed image between places (directory, s3://), verifying as it copies",
+		operands: []operand{imageOperand("SRC", "source image"), imageOperand("DST", "destination")},
+		help: `
 Copies the image at SRC to DST, for example a courier drive to a bucket ("capture to a local drive
 now, upload later") or a bucket to a local disk. Every segment is verified while it streams
 (chunk hashes, parity row CRCs), and the manifest is written last, so DST becomes a complete image
@@ -22,10 +22,9 @@ are kept. A damaged source segment is not copied; the copy ends with exit 3 and 
 
 Examples:
    seedship copy /mnt/courier/seed s3://seeds/site-a/sdb1
-   seedship copy s3://seeds/site-a/sdb1 /var/tmp/seed`),
-		Flags:  append(s3Flags(), outputFlags()...),
-		Action: runCopy,
-	}
+   seedship copy s3://seeds/site-a/sdb1 /var/tmp/seed`,
+		run: runCopy,
+	})
 }
 
 // copyJSON is copy's --json output.
@@ -40,11 +39,7 @@ type copyJSON struct {
 	BytesPerSecond float64  `json:"bytes_per_second"`
 }
 
-func runCopy(c *cli.Context) error {
-	args, err := positional(c, "SRC", "DST")
-	if err != nil {
-		return err
-	}
+func runCopy(c *cli.Context, args []string) error {
 	src, err := openStore(c, args[0])
 	if err != nil {
 		return err
@@ -57,6 +52,9 @@ func runCopy(c *cli.Context) error {
 	start := time.Now()
 	res, err := engine.Copy(c.Context, src, dst, engine.CopyOptions{Jobs: c.Int("jobs"), Progress: p.progress})
 	p.endProgress()
+	// The same copy continues an interrupted one: segments already at DST
+	// are checked and kept.
+	err = canContinue(err, false)
 	if res == nil {
 		return err
 	}

@@ -13,34 +13,28 @@ import (
 )
 
 func infoCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "info",
-		Usage:     "show what a seed image holds",
-		ArgsUsage: "IMAGE",
-		Description: commandHelp(`
+	return newCommand(command{
+		name:     "info",
+		usage:    "show what a seed image holds",
+		operands: []operand{imageOperand("IMAGE", "image")},
+		help: `
 Reads and checks the manifest of IMAGE and prints what an operator needs: the source, its size
 and SHA-256 (compare with 'sha256sum /dev/X' on either side), chunking, compression, segments
-and capture times. It reads no chunk data; use 'seedship verify' for that.`),
-		Flags:  append(s3Flags(), outputFlags()...),
-		Action: runInfo,
-	}
+and capture times. It reads no chunk data; use 'seedship verify' for that.`,
+		run: runInfo,
+	})
 }
 
 // infoJSON is info's --json output.
 type infoJSON struct {
-	Image          string        `json:"image"`
-	FormatVersion  int           `json:"format_version"`
-	ImageID        string        `json:"image_id"`
-	Tool           string        `json:"tool"`
-	Size           int64         `json:"size"`
-	ChunkSize      int           `json:"chunk_size"`
-	BlockSize      int           `json:"block_size"`
-	Chunks         uint64        `json:"chunks"`
-	ZeroChunks     uint64        `json:"zero_chunks"`
-	StoredBytes    int64         `json:"stored_bytes"`
-	Segments       int           `json:"segments"`
-	Parity         string        `json:"parity,omitempty"`
-	ParityBytes    int64         `json:"parity_bytes,omitempty"`
+	Image         string `json:"image"`
+	FormatVersion int    `json:"format_version"`
+	ImageID       string `json:"image_id"`
+	Tool          string `json:"tool"`
+	Size          int64  `json:"size"`
+	ChunkSize     int    `json:"chunk_size"`
+	BlockSize     int    `json:"block_size"`
+	storedJSON
 	ParitySegments int           `json:"parity_segments,omitempty"`
 	ParityOverhead float64       `json:"parity_overhead,omitempty"`
 	SHA256         string        `json:"sha256"`
@@ -49,13 +43,15 @@ type infoJSON struct {
 	Source         format.Source `json:"source"`
 	CaptureStart   time.Time     `json:"capture_start"`
 	CaptureEnd     time.Time     `json:"capture_end"`
+	// Checked is what info checked: only the manifest's own checksum
+	// (it reads no chunk data; verify does).
+	Checked []string `json:"checked"`
 }
 
-func runInfo(c *cli.Context) error {
-	args, err := positional(c, "IMAGE")
-	if err != nil {
-		return err
-	}
+// infoChecked is what info checks, for --json and the human output.
+var infoChecked = []string{"manifest-checksum"}
+
+func runInfo(c *cli.Context, args []string) error {
 	st, err := openStore(c, args[0])
 	if err != nil {
 		return err
@@ -68,11 +64,10 @@ func runInfo(c *cli.Context) error {
 	p := newPrinter(c, "info")
 	if p.json {
 		return p.emitJSON(infoJSON{Image: st.String(), FormatVersion: h.Version, ImageID: h.ImageID, Tool: h.Tool,
-			Size: h.Size, ChunkSize: h.ChunkSize, BlockSize: h.BlockSize, Chunks: h.Chunks, ZeroChunks: h.ZeroChunks,
-			StoredBytes: h.StoredBytes, Segments: len(m.Segments), SHA256: h.SHA256,
-			Parity: parityString(m), ParityBytes: h.ParityBytes, ParitySegments: len(m.Parity), ParityOverhead: overhead(h),
+			Size: h.Size, ChunkSize: h.ChunkSize, BlockSize: h.BlockSize, storedJSON: storedOf(m), SHA256: h.SHA256,
+			ParitySegments: len(m.Parity), ParityOverhead: overhead(h),
 			ManifestSHA256: hex.EncodeToString(m.Hash[:]), Compression: h.Compression, Source: h.Source,
-			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd})
+			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd, Checked: infoChecked})
 	}
 	var b strings.Builder
 	row := func(k, f string, a ...any) { fmt.Fprintf(&b, "%-16s %s\n", k+":", fmt.Sprintf(f, a...)) }
@@ -116,6 +111,7 @@ func runInfo(c *cli.Context) error {
 	row("captured", "%s to %s (%s)", h.CaptureStart.Format(time.RFC3339), h.CaptureEnd.Format(time.RFC3339),
 		h.CaptureEnd.Sub(h.CaptureStart).Round(time.Millisecond))
 	row("manifest sha256", "%s", hex.EncodeToString(m.Hash[:]))
+	row("checked", "the manifest's checksum only; no chunk data was read (run 'seedship verify' for that)")
 	if !p.quiet {
 		fmt.Fprint(p.out, b.String())
 	}

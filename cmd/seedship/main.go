@@ -2,8 +2,10 @@
 // without a full resync over the WAN: it captures a raw block device into a
 // verifiable seed image, verifies it, and restores it block for block.
 //
-// Exit status: 0 ok; 1 runtime error; 2 usage or bad input (nothing was
-// written); 3 integrity failure (damage found, or a device differs).
+// Exit status: 0 ok; 1 runtime error (with the command that continues it
+// when the work done is kept); 2 usage or bad input (nothing was written);
+// 3 integrity failure (damage found, or a device differs); 130 interrupted
+// by SIGINT or SIGTERM (with the command that continues it).
 package main
 
 import (
@@ -16,20 +18,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
-
-	"github.com/seedship/seedship/engine"
-	"github.com/seedship/seedship/format"
-	"github.com/seedship/seedship/store"
-	"github.com/seedship/seedship/verify"
-)
-
-// Exit codes, documented in every command's help.
-const (
-	exitOK        = 0
-	exitRuntime   = 1
-	exitUsage     = 2
-	exitIntegrity = 3
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,7 +36,12 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(memoryLimit)
 	}
+	// The first SIGINT or SIGTERM cancels the context: the command stops,
+	// keeps what it finished and exits 130 with the command that continues
+	// it. Once it has arrived the default handling returns, so a second one
+	// ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
 	// SEEDSHIP_CPUPROFILE=FILE writes a CPU profile, for performance work.
 	if p := os.Getenv("SEEDSHIP_CPUPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -59,8 +54,9 @@ func main() {
 	if p := os.Getenv("SEEDSHIP_MEMPROFILE"); p != "" {
 		if f, err := os.Create(p); err == nil {
 			runtime.GC()
-			pprof.Lookup("allocs").WriteTo(f, 0)
-			f.Close()
+			if err := errors.Join(pprof.Lookup("allocs").WriteTo(f, 0), f.Close()); err != nil {
+				fmt.Fprintf(os.Stderr, "seedship: heap profile %s: %v\n", p, err)
+			}
 		}
 	}
 	stop()
@@ -68,38 +64,23 @@ func main() {
 }
 
 // run executes the CLI and returns the exit code; it never calls os.Exit,
-// so tests drive it directly.
+// so tests drive it directly. An error is printed as one line; a resumable
+// or interrupted run of a command that keeps its partial work adds a second
+// line with the command that continues it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "seedship: %v\n", err)
-	return exitCode(err)
-}
-
-// usageError marks command-line mistakes.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
-// exitCode is the single map from errors to exit status.
-func exitCode(err error) int {
-	var ue *usageError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.Is(err, engine.ErrIntegrity), errors.Is(err, verify.ErrDamaged),
-		errors.Is(err, format.ErrCorrupt), errors.Is(err, format.ErrChecksum):
-		return exitIntegrity
-	case errors.As(err, &ue), errors.Is(err, engine.ErrBadInput), errors.Is(err, store.ErrPermanent),
-		errors.Is(err, verify.ErrNoImage), errors.Is(err, format.ErrVersion), errors.Is(err, format.ErrFormat):
-		return exitUsage
-	case isFlagError(err):
-		return exitUsage
+	code := exitCode(err)
+	msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+	if code == exitInterrupted && !strings.Contains(msg, "interrupted") {
+		msg = commandName(args) + " interrupted: " + msg
 	}
-	return exitRuntime
+	fmt.Fprintf(stderr, "seedship: %s\n", msg)
+	if cmd := continueCommand(args, err); cmd != "" {
+		fmt.Fprintf(stderr, "seedship: to continue, run: %s\n", cmd)
+	}
+	return code
 }

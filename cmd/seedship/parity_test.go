@@ -144,20 +144,20 @@ func segFooter(t *testing.T, img, key string) (indexOff, indexLen int64) {
 func (pi parityImage) parityKeys(s uint32) []string {
 	var out []string
 	for j := range pi.g.M {
-		out = append(out, format.ParityKey(pi.g.ParityNumber(s, j)))
+		out = append(out, format.ParityID(pi.g.ParityNumber(s, j)).Key())
 	}
 	return out
 }
 
 // dataKey returns the key of data segment position pos of stripe s.
 func (pi parityImage) dataKey(s uint32, pos int) string {
-	return format.SegmentKey(s*uint32(pi.g.K) + uint32(pos))
+	return format.DataID(s*uint32(pi.g.K) + uint32(pos)).Key()
 }
 
 // storedChunks returns the stored chunks of the data segment key.
 func (pi parityImage) storedChunks(key string) []uint64 {
 	for n, cs := range pi.m.SegmentChunks() {
-		if format.SegmentKey(n) == key {
+		if format.DataID(n).Key() == key {
 			return slices.Clone(cs)
 		}
 	}
@@ -181,16 +181,15 @@ func (pi parityImage) chunksPast(key string, size int64) []uint64 {
 func (pi parityImage) stripeIndex(t *testing.T, s uint32) *format.ParityIndex {
 	t.Helper()
 	n := pi.g.ParityNumber(s, 0)
-	sum, ok := pi.m.ParitySegment(n)
-	if !ok {
+	if _, ok := pi.m.Summary(format.ParityID(n)); !ok {
 		t.Fatalf("no parity segment %d", n)
 	}
-	f, err := os.Open(imgPath(pi.img, format.ParityKey(n)))
+	f, err := os.Open(imgPath(pi.img, format.ParityID(n).Key()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	idx, err := format.ReadParityIndex(f, sum.Size, sum.IndexHash)
+	idx, err := pi.m.ReadParityIndexOf(f, n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +213,7 @@ func (pi parityImage) expectedLost(t *testing.T, s uint32, keys []string) []uint
 				continue
 			}
 			for _, d := range idx.Data {
-				if d.Present() && format.SegmentKey(d.Number) == k && d.Size > r*R {
+				if d.Present() && format.DataID(d.Number).Key() == k && d.Size > r*R {
 					n++
 				}
 			}
@@ -466,7 +465,7 @@ func TestParityBitFlips(t *testing.T) {
 			k0, k1 := pi.middleChunk(t, seg0), pi.middleChunk(t, seg)
 			for _, k := range []uint64{k0, k1} {
 				c := pi.m.Chunks[k]
-				flipByte(t, img, format.SegmentKey(c.Segment), c.Offset+format.FrameHeaderSize+int64(c.PayloadLen)-1, 0x01)
+				flipByte(t, img, format.DataID(c.Segment).Key(), c.Offset+format.FrameHeaderSize+int64(c.PayloadLen)-1, 0x01)
 			}
 			return []string{seg0, seg}, []uint64{k0, k1}
 		}},
@@ -521,7 +520,7 @@ func TestParityBitFlips(t *testing.T) {
 			return []string{format.ManifestKey}, nil
 		}},
 		{"manifest copy", func(t *testing.T, pi parityImage, img string) ([]string, []uint64) {
-			k := format.ManifestCopyKey(2)
+			k := pi.m.CopyKeys()[1]
 			flipByte(t, img, k, 100, 0x01)
 			return []string{k}, nil
 		}},
@@ -595,16 +594,16 @@ func TestParityDeletion(t *testing.T) {
 		{"one data segment", del(pi.dataKey(0, 0))},
 		{"M data segments of one stripe", del(pi.dataKey(1, 0), pi.dataKey(1, 3))},
 		{"M segments of one stripe, data and parity", del(pi.dataKey(1, 2), pi.parityKeys(1)[0])},
-		{"one data segment and a manifest copy", del(pi.dataKey(0, 1), format.ManifestCopyKey(1))},
+		{"one data segment and a manifest copy", del(pi.dataKey(0, 1), pi.m.CopyKeys()[0])},
 		{"up to M in each of several stripes", del(
 			pi.dataKey(0, 0), pi.dataKey(0, 3), // stripe 0: two data
 			pi.dataKey(1, 1), pi.parityKeys(1)[1], // stripe 1: data and parity
 			pi.parityKeys(last)[0], // last stripe: one parity
 		)},
-		{"the last data segment", del(format.SegmentKey(uint32(len(pi.m.Segments) - 1)))},
+		{"the last data segment", del(format.DataID(uint32(len(pi.m.Segments) - 1)).Key())},
 		{"the main manifest", del(format.ManifestKey)},
-		{"every manifest file but the last copy", del(format.ManifestKey, format.ManifestCopyKey(1))},
-		{"every manifest file but the main one", del(format.ManifestCopyKey(1), format.ManifestCopyKey(2))},
+		{"every manifest file but the last copy", del(format.ManifestKey, pi.m.CopyKeys()[0])},
+		{"every manifest file but the main one", del(pi.m.CopyKeys()[0], pi.m.CopyKeys()[1])},
 		{"the main manifest and M segments", del(format.ManifestKey, pi.dataKey(0, 2), pi.parityKeys(0)[1])},
 		// All M parity segments of a stripe are M erasures: the data is
 		// intact, the parity can be computed again, and the manifest
@@ -628,7 +627,7 @@ func TestParityShortLastStripe(t *testing.T) {
 	if present == 0 || present == pi.g.K {
 		t.Fatalf("last stripe holds %d of %d data segments, want a short stripe", present, pi.g.K)
 	}
-	lastSeg := format.SegmentKey(uint32(len(pi.m.Segments) - 1))
+	lastSeg := format.DataID(uint32(len(pi.m.Segments) - 1)).Key()
 	par := pi.parityKeys(last)[0]
 	runRepairCases(t, pi, []repairCase{
 		{"last data segment deleted", func(t *testing.T, pi parityImage, img string) ([]string, []uint64) {
@@ -938,8 +937,8 @@ func TestParityInfo(t *testing.T) {
 			t.Errorf("manifest copy %s differs from manifest.ssm", k)
 		}
 	}
-	if _, ok := pi.tree[format.ManifestCopyKey(1)]; !ok {
-		t.Errorf("a 3+1 image has no manifest copy %s", format.ManifestCopyKey(1))
+	if _, ok := pi.tree[pi.m.CopyKeys()[0]]; !ok {
+		t.Errorf("a 3+1 image has no manifest copy %s", pi.m.CopyKeys()[0])
 	}
 }
 

@@ -7,15 +7,16 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/seedship/seedship/engine"
-	"github.com/seedship/seedship/store"
+	"github.com/seedship/seedship/format"
 )
 
 func restoreCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "restore",
-		Usage:     "write a seed image onto the target device",
-		ArgsUsage: "IMAGE TARGET",
-		Description: commandHelp(`
+	return newCommand(command{
+		name:      "restore",
+		usage:     "write a seed image onto the target device",
+		operands:  []operand{imageOperand("IMAGE", "image"), deviceOperand("TARGET", "target")},
+		linuxOnly: true,
+		help: `
 Writes IMAGE block for block onto TARGET, a block device (at least the source's size) or a regular
 file (created, or resized to the source's size). Before anything is written the manifest is
 checked, every segment must be present, and TARGET must not be mounted, held by md/dm, used as
@@ -31,16 +32,16 @@ Zero chunks are written as zeros (BLKZEROOUT on devices, hole punching on files)
 --target-zeroed says the target already reads as zeros; a file restore creates is known zero.
 
 Example:
-   seedship restore /mnt/courier/seed /dev/sdc1`),
-		Flags: append([]cli.Flag{
+   seedship restore /mnt/courier/seed /dev/sdc1`,
+		flags: []cli.Flag{
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted restore: compare TARGET with the image first and fetch only the segments that differ"},
 			&cli.StringFlag{Name: "fallback", Usage: "a second copy of the same image (directory or s3://): chunks damaged here that parity cannot rebuild are fetched from it, and nothing else"},
 			&cli.BoolFlag{Name: "allow-damaged", Usage: "if chunks are beyond repair, write everything else, leave their ranges untouched, list them and exit 3"},
-			&cli.IntFlag{Name: "workers", Usage: "decode/verify workers (default: number of CPUs)"},
-		}, append(s3Flags(), outputFlags()...)...),
-		Action: runRestore,
-	}
+			workersFlag("decode/verify", ""),
+		},
+		run: runRestore,
+	})
 }
 
 // restoreJSON is restore's --json output.
@@ -55,32 +56,42 @@ type restoreJSON struct {
 	Fetched        []uint64   `json:"fetched_from_fallback,omitempty"`
 	Lost           []lostJSON `json:"lost,omitempty"`
 	SkippedZeros   bool       `json:"skipped_zeros"`
+	Checked        []string   `json:"checked"` // the checks that ran over every chunk written
 	SHA256         string     `json:"sha256"`
 	Seconds        float64    `json:"seconds"`
 	BytesPerSecond float64    `json:"bytes_per_second"`
 }
 
-// lostJSON is one chunk restore could not write.
+// lostJSON is one chunk restore could not write, or verify found beyond
+// repair.
 type lostJSON struct {
 	Chunk  uint64 `json:"chunk"`
 	Offset int64  `json:"offset"`
 	Length int64  `json:"length"`
 }
 
-func runRestore(c *cli.Context) error {
-	args, err := positional(c, "IMAGE", "TARGET")
-	if err != nil {
+// lostRanges lists chunks of m with the byte ranges of the source they
+// hold, for --json; nil when chunks is empty.
+func lostRanges(m *format.Manifest, chunks []uint64) []lostJSON {
+	var out []lostJSON
+	for _, i := range chunks {
+		off, length := m.ChunkRange(i)
+		out = append(out, lostJSON{Chunk: i, Offset: off, Length: length})
+	}
+	return out
+}
+
+func runRestore(c *cli.Context, args []string) error {
+	if err := checkFallback(c); err != nil {
 		return err
 	}
 	st, err := openStore(c, args[0])
 	if err != nil {
 		return err
 	}
-	var fb store.Store
-	if loc := c.String("fallback"); loc != "" {
-		if fb, err = openStore(c, loc); err != nil {
-			return err
-		}
+	fb, err := openFallback(c)
+	if err != nil {
+		return err
 	}
 	p := newPrinter(c, "restore")
 	res, err := engine.Restore(c.Context, st, args[1], engine.RestoreOptions{
@@ -92,6 +103,10 @@ func runRestore(c *cli.Context) error {
 		Progress:     p.progress,
 	})
 	p.endProgress()
+	// restore --resume continues any restore: it compares the target
+	// with the image and writes what differs (all of it, for a target
+	// that does not exist yet).
+	err = canContinue(err, true)
 	if res == nil || res.Report == nil {
 		return err
 	}
@@ -99,11 +114,8 @@ func runRestore(c *cli.Context) error {
 	secs := max(res.Elapsed.Seconds(), 1e-9)
 	out := restoreJSON{Image: st.String(), Target: args[1], Size: h.Size, ChunksWritten: res.Report.ChunksOK + uint64(len(res.Rebuilt)+len(res.Fetched)),
 		ZeroChunks: res.Report.ZeroChunks, ZeroedBytes: res.ZeroedBytes, SkippedZeros: res.SkippedZeros, SHA256: h.SHA256,
-		Rebuilt: res.Rebuilt, Fetched: res.Fetched, Seconds: secs, BytesPerSecond: float64(h.Size) / secs}
-	for _, i := range res.Lost {
-		off, length := res.Manifest.ChunkRange(i)
-		out.Lost = append(out.Lost, lostJSON{Chunk: i, Offset: off, Length: length})
-	}
+		Rebuilt: res.Rebuilt, Fetched: res.Fetched, Checked: checkedJSON(res.Report), Seconds: secs, BytesPerSecond: float64(h.Size) / secs}
+	out.Lost = lostRanges(res.Manifest, res.Lost)
 	if jerr := p.emitJSON(out); jerr != nil {
 		return jerr
 	}
@@ -137,8 +149,8 @@ func runRestore(c *cli.Context) error {
 	if len(res.Rebuilt) > 0 || len(res.Fetched) > 0 {
 		mended = fmt.Sprintf(" (%d rebuilt from parity, %d fetched from the fallback)", len(res.Rebuilt), len(res.Fetched))
 	}
-	p.summary("restored %s onto %s: %d chunks written and verified%s, %d zero chunks %s, fsynced, %s at %s\nsource sha256 %s (compare: sha256sum %s)",
+	p.summary("restored %s onto %s: %d chunks written and verified%s, %d zero chunks %s, fsynced, %s at %s%s\nsource sha256 %s (compare: sha256sum %s)",
 		human(h.Size), args[1], out.ChunksWritten, mended, res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
-		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256, args[1])
+		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), checkedLine(res.Report), h.SHA256, args[1])
 	return nil
 }

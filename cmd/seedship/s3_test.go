@@ -320,7 +320,7 @@ func newS3Recorder(t *testing.T, target string, partDelay time.Duration) *s3Reco
 	if err != nil {
 		t.Fatal(err)
 	}
-	go srv.Serve(l)
+	go func() { _ = srv.Serve(l) }() // ends with http.ErrServerClosed at cleanup
 	t.Cleanup(func() { srv.Close() })
 	r.URL = "http://" + l.Addr().String()
 	return r
@@ -401,7 +401,7 @@ func s3DecodeChunked(b []byte) []byte {
 			return out
 		}
 		out = append(out, chunk...)
-		br.ReadString('\n') // CRLF after the data
+		_, _ = br.ReadString('\n') // CRLF after the data; a short body shows in the decoded bytes
 	}
 }
 
@@ -713,9 +713,9 @@ func s3StartSeedship(t *testing.T, args ...string) (*exec.Cmd, *bytes.Buffer, <-
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	t.Cleanup(func() {
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill() // it may have exited
 		<-done
 	})
 	return cmd, &out, done
@@ -753,7 +753,7 @@ func TestS3KillAndResume(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-exited
 			t.Fatalf("no %s with 2 segments in the bucket after 30 s:\n%s", engine.CheckpointKey, out)
 		}
@@ -772,7 +772,7 @@ func TestS3KillAndResume(t *testing.T) {
 	}
 	kept := map[string]string{}
 	for n := range ck.Segments {
-		kept[format.SegmentKey(n)] = string(e.get(t, prefix, format.SegmentKey(n)))
+		kept[format.DataID(n).Key()] = string(e.get(t, prefix, format.DataID(n).Key()))
 	}
 	t.Logf("killed after %d stored segment(s), %d chunks", ck.Segments, ck.Chunks)
 
@@ -834,8 +834,9 @@ func TestS3KillAndResume(t *testing.T) {
 }
 
 // TestS3ResumeAfterNetworkFailure: a capture that fails because the
-// service keeps failing one segment's upload is continued with --resume
-// once the network is back.
+// service keeps dropping the connection of one segment's upload exits 1
+// and prints the capture with --resume, which continues it once the
+// network is back.
 func TestS3ResumeAfterNetworkFailure(t *testing.T) {
 	e := newS3Env(t)
 	proxy := s3test.NewProxy(t, e.srv.Endpoint)
@@ -849,20 +850,55 @@ func TestS3ResumeAfterNetworkFailure(t *testing.T) {
 	if r.code != exitRuntime {
 		t.Fatalf("want exit %d when the network keeps failing, got %s", exitRuntime, r)
 	}
-	oneLineError(t, r, "data/00000003.seg")
+	argv := continueArgs(t, r)
+	if first, _, _ := strings.Cut(r.stderr, "\n"); !strings.Contains(first, "data/00000003.seg") {
+		t.Errorf("the error does not name the segment that failed: %s", r)
+	}
+	wantArgv := append(append([]string{"seedship", "capture", "--resume", "--endpoint", proxy.URL}, s3ImgFlags...), src, url)
+	if !slices.Equal(argv, wantArgv) {
+		t.Errorf("continue with %q, want %q", argv, wantArgv)
+	}
 	if e.exists(t, prefix, format.ManifestKey) {
 		t.Fatal("a failed capture wrote a manifest")
 	}
 	if !e.exists(t, prefix, engine.CheckpointKey) {
 		t.Fatalf("no %s after the failed capture", engine.CheckpointKey)
 	}
+	// The network is back: the printed command continues the capture.
+	proxy.Reset()
 	var c s3CaptureJSON
-	decodeJSON(t, must(t, "capture", "--resume", "--json", src, url), &c)
+	decodeJSON(t, must(t, slices.Concat([]string{argv[1], "--json"}, argv[2:])...), &c)
 	if c.ResumedAt <= 0 || c.SourceRead == nil || *c.SourceRead >= int64(len(data)) {
 		t.Errorf("resume: resumed_at %d, source_bytes_read %v; want > 0 and < %d", c.ResumedAt, c.SourceRead, len(data))
 	}
 	s3Verify(t, url, uint64((len(data)+s3Chunk-1)/s3Chunk))
 	s3Restore(t, url, src)
+}
+
+// TestS3RestoreAfterNetworkFailure: a restore whose reads of one segment
+// keep losing their connection exits 1 and prints the restore with
+// --resume, which completes the target once the network is back.
+func TestS3RestoreAfterNetworkFailure(t *testing.T) {
+	e := newS3Env(t)
+	proxy := s3test.NewProxy(t, e.srv.Endpoint)
+	src, data := s3Source(t, 6, 24, 555)
+	url := e.url("netfail-restore")
+	must(t, append(append([]string{"capture", "-q"}, s3ImgFlags...), src, url)...)
+	target := filepath.Join(t.TempDir(), "target.img")
+	proxy.Inject(s3test.Fault{Kind: s3test.DropResponse, Method: "GET", Path: "data/00000003.seg", N: 64 * kib, Times: 1000})
+	r := seedshipCtx(context.Background(), "restore", "--endpoint", proxy.URL, url, target)
+	if r.code != exitRuntime {
+		t.Fatalf("want exit %d when the network keeps failing, got %s", exitRuntime, r)
+	}
+	argv := continueArgs(t, r)
+	if want := []string{"seedship", "restore", "--resume", "--endpoint", proxy.URL, url, target}; !slices.Equal(argv, want) {
+		t.Errorf("continue with %q, want %q", argv, want)
+	}
+	proxy.Reset()
+	must(t, argv[1:]...)
+	if !bytes.Equal(readFile(t, target), data) {
+		t.Errorf("the continued restore did not restore the source")
+	}
 }
 
 // TestS3PermanentErrors: bad credentials, a missing bucket and an
@@ -1122,7 +1158,7 @@ func TestS3Copy(t *testing.T) {
 	s3Verify(t, url, chunks)
 
 	// Resume: one object missing at the destination.
-	gone := format.SegmentKey(2)
+	gone := format.DataID(2).Key()
 	e.remove(t, prefix, gone)
 	decodeJSON(t, must(t, "copy", "--json", local, url), &c)
 	if got := s3NonManifest(c.Copied); !slices.Equal(got, []string{gone}) || len(c.Skipped) != len(segs)-1 {
@@ -1144,7 +1180,7 @@ func TestS3Copy(t *testing.T) {
 	noTemps(t, back)
 	s3Verify(t, back, chunks)
 	s3Restore(t, back, src)
-	gone = format.SegmentKey(4)
+	gone = format.DataID(4).Key()
 	if err := os.Remove(filepath.Join(back, filepath.FromSlash(gone))); err != nil {
 		t.Fatal(err)
 	}
@@ -1159,7 +1195,7 @@ func TestS3Copy(t *testing.T) {
 	// Verifying as it copies: a damaged object in the bucket is not copied,
 	// and the destination gets no manifest.
 	m := loadManifest(t, local)
-	bad := format.SegmentKey(3)
+	bad := format.DataID(3).Key()
 	b := []byte(tree[bad])
 	c3 := m.Chunks[s3StoredChunks(m, 3)[0]]
 	b[c3.Offset+format.FrameHeaderSize+int64(c3.PayloadLen)/2] ^= 1
@@ -1181,8 +1217,8 @@ func TestS3Copy(t *testing.T) {
 	// And a damaged local image is not completed in the bucket.
 	dimg := copyImage(t, local)
 	s3FlipChunk(t, dimg, m, s3StoredChunks(m, 1)[0])
-	r = expect(t, exitIntegrity, "copy", dimg, e.url("from-damaged-dir"))
-	if e.exists(t, "from-damaged-dir", format.ManifestKey) || e.exists(t, "from-damaged-dir", format.SegmentKey(1)) {
+	expect(t, exitIntegrity, "copy", dimg, e.url("from-damaged-dir"))
+	if e.exists(t, "from-damaged-dir", format.ManifestKey) || e.exists(t, "from-damaged-dir", format.DataID(1).Key()) {
 		t.Errorf("copy of a damaged directory wrote the manifest or the damaged segment: %v", e.objects(t, "from-damaged-dir"))
 	}
 }
@@ -1196,11 +1232,14 @@ func TestS3Fallback(t *testing.T) {
 	src, data := s3Source(t, 8, 40, 4242)
 	chunks := uint64((len(data) + s3Chunk - 1) / s3Chunk)
 
-	// dataGets returns the data objects the fallback served.
+	// dataGets returns the data objects the fallback served. Reading a
+	// segment header alone is not serving data: opening an image reads
+	// the header of data segment 0 to learn its image ID.
+	header := fmt.Sprintf("bytes=0-%d", format.SegmentHeaderSize-1)
 	dataGets := func() []string {
 		var out []string
 		for _, r := range proxy.Requests() {
-			if r.Method == "GET" {
+			if r.Method == "GET" && r.Range != header {
 				if i := strings.Index(r.Path, "/data/"); i >= 0 {
 					out = append(out, r.Path[i+1:])
 				}
@@ -1231,7 +1270,7 @@ func TestS3Fallback(t *testing.T) {
 		if !slices.Equal(s3SortedU64(out.Fetched), damaged) {
 			t.Errorf("fetched_from_fallback %v, want exactly the damaged chunks %v", out.Fetched, damaged)
 		}
-		want := []string{format.SegmentKey(1), format.SegmentKey(3), format.SegmentKey(5)}
+		want := []string{format.DataID(1).Key(), format.DataID(3).Key(), format.DataID(5).Key()}
 		if got := dataGets(); !slices.Equal(got, want) {
 			t.Errorf("the fallback served data from %v, want only the damaged segments %v", got, want)
 		}
@@ -1258,7 +1297,7 @@ func TestS3Fallback(t *testing.T) {
 	t.Run("missing segment", func(t *testing.T) {
 		local, m, pristine, url := setup(t, "missing")
 		img := copyImage(t, local)
-		gone := format.SegmentKey(2)
+		gone := format.DataID(2).Key()
 		if err := os.Remove(filepath.Join(img, filepath.FromSlash(gone))); err != nil {
 			t.Fatal(err)
 		}

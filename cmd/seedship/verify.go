@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -14,11 +15,11 @@ import (
 )
 
 func verifyCommand() *cli.Command {
-	return &cli.Command{
-		Name:      "verify",
-		Usage:     "check a seed image, or a device against it",
-		ArgsUsage: "IMAGE",
-		Description: commandHelp(`
+	return newCommand(command{
+		name:     "verify",
+		usage:    "check a seed image, or a device against it",
+		operands: []operand{imageOperand("IMAGE", "image")},
+		help: `
 Without --device: reads every chunk of IMAGE in parallel, decompresses it and checks it against
 its hash in the manifest, and checks each segment's index and footer. With --device DEV: checks
 that DEV (a block device or file) matches the image block for block, using the manifest's hashes
@@ -30,15 +31,15 @@ Exit 0 when everything is (now) intact, 3 when anything is damaged or beyond rep
 
 Examples:
    seedship verify /mnt/courier/seed
-   seedship verify --device /dev/sdc1 /mnt/courier/seed`),
-		Flags: append([]cli.Flag{
+   seedship verify --device /dev/sdc1 /mnt/courier/seed`,
+		flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
 			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
 			&cli.StringFlag{Name: "fallback", Usage: "with --repair: a second copy of the same image (directory or s3://) to fetch what parity cannot rebuild from"},
-			&cli.IntFlag{Name: "workers", Usage: "parallel workers (default: number of CPUs)"},
-		}, append(s3Flags(), outputFlags()...)...),
-		Action: runVerify,
-	}
+			workersFlag("parallel", ""),
+		},
+		run: runVerify,
+	})
 }
 
 // findingJSON is one finding in --json output.
@@ -74,6 +75,8 @@ type verifyJSON struct {
 	ChunksOK     uint64        `json:"chunks_ok"`
 	ZeroChunks   uint64        `json:"zero_chunks"`
 	BytesChecked int64         `json:"bytes_checked"`
+	Checked      []string      `json:"checked"`                 // the checks that ran over everything they cover
+	SourceSHA256 string        `json:"source_sha256,omitempty"` // recomputed from the device (verify --device)
 	Findings     []findingJSON `json:"findings"`
 	Seconds      float64       `json:"seconds"`
 }
@@ -103,9 +106,17 @@ func stripesJSON(rep *verify.Report) []stripeJSON {
 	return out
 }
 
-func runVerify(c *cli.Context) error {
-	args, err := positional(c, "IMAGE")
-	if err != nil {
+func runVerify(c *cli.Context, args []string) error {
+	dev := c.String("device")
+	if dev != "" {
+		if err := needsLinux(runtime.GOOS, "seedship verify --device"); err != nil {
+			return err
+		}
+		if err := checkDeviceLocation("device", dev); err != nil {
+			return err
+		}
+	}
+	if err := checkFallback(c); err != nil {
 		return err
 	}
 	st, err := openStore(c, args[0])
@@ -113,21 +124,18 @@ func runVerify(c *cli.Context) error {
 		return err
 	}
 	p := newPrinter(c, "verify")
-	dev := c.String("device")
 	if dev != "" {
 		if c.Bool("repair") {
 			return usagef("verify: --repair repairs an image, not a device: drop --device, or restore again")
 		}
 		return verifyDevice(c, p, st, dev)
 	}
-	var fb store.Store
-	if loc := c.String("fallback"); loc != "" {
-		if !c.Bool("repair") {
-			return usagef("verify: --fallback is for --repair: add --repair")
-		}
-		if fb, err = openStore(c, loc); err != nil {
-			return err
-		}
+	if c.String("fallback") != "" && !c.Bool("repair") {
+		return usagef("verify: --fallback is for --repair: add --repair")
+	}
+	fb, err := openFallback(c)
+	if err != nil {
+		return err
 	}
 	start := time.Now()
 	res, err := engine.CheckImage(c.Context, st, engine.CheckOptions{
@@ -143,6 +151,11 @@ func runVerify(c *cli.Context) error {
 		},
 	})
 	p.endProgress()
+	if c.Bool("repair") {
+		// Each repaired file is replaced atomically: running the same
+		// repair again continues an interrupted one.
+		err = canContinue(err, false)
+	}
 	if res == nil {
 		return err
 	}
@@ -151,15 +164,12 @@ func runVerify(c *cli.Context) error {
 	el := time.Since(start)
 	out := verifyJSON{Image: st.String(), OK: rep.OK(), Repairable: rep.Repairable(m), Repaired: res.Rewritten,
 		Stripes: stripesJSON(rep), ChunksOK: rep.ChunksOK, ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked,
-		Findings: findingsJSON(rep), Seconds: el.Seconds()}
+		Checked: checkedJSON(rep), Findings: findingsJSON(rep), Seconds: el.Seconds()}
 	if res.After != nil {
 		out.FoundBefore = len(res.Before.Findings)
 	}
 	if !rep.OK() {
-		for _, i := range rep.LostChunks(m) {
-			off, length := m.ChunkRange(i)
-			out.Lost = append(out.Lost, lostJSON{Chunk: i, Offset: off, Length: length})
-		}
+		out.Lost = lostRanges(m, rep.LostChunks(m))
 	}
 	if jerr := p.emitJSON(out); jerr != nil {
 		return jerr
@@ -186,8 +196,8 @@ func runVerify(c *cli.Context) error {
 	if res.After != nil {
 		repaired = fmt.Sprintf(" after repairing %d file(s) (%d problem(s) found)", len(res.Rewritten), len(res.Before.Findings))
 	}
-	p.summary("verified %s%s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)",
-		st, repaired, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el))
+	p.summary("verified %s%s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)%s",
+		st, repaired, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el), checkedLine(rep))
 	return nil
 }
 
@@ -209,7 +219,8 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error 
 	}
 	el := time.Since(start)
 	if err := p.emitJSON(verifyJSON{Image: st.String(), Device: dev, OK: rep.OK(), ChunksOK: rep.ChunksOK,
-		ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked, Findings: findingsJSON(rep), Seconds: el.Seconds()}); err != nil {
+		ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked, Checked: checkedJSON(rep), SourceSHA256: rep.SourceSHA256,
+		Findings: findingsJSON(rep), Seconds: el.Seconds()}); err != nil {
 		return err
 	}
 	what := dev + " against " + st.String()
@@ -221,7 +232,34 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error 
 		}
 		return fmt.Errorf("%w: %s: %d chunk(s) differ (%d chunks ok)", engine.ErrIntegrity, what, len(rep.Findings), rep.ChunksOK)
 	}
-	p.summary("verified %s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)",
-		what, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el))
+	sum := ""
+	if rep.SourceSHA256 != "" {
+		sum = "\nsource sha256 " + rep.SourceSHA256 + ", recomputed from " + dev + ", matches the image's"
+	}
+	p.summary("verified %s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)%s%s",
+		what, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el), checkedLine(rep), sum)
 	return nil
+}
+
+// checkedJSON lists the checks a report says ran, for --json ([] when
+// none is reported).
+func checkedJSON(rep *verify.Report) []string {
+	out := []string{}
+	for _, k := range rep.Checked {
+		out = append(out, string(k))
+	}
+	return out
+}
+
+// checkedLine is the human line naming the checks that ran, "" when the
+// report names none.
+func checkedLine(rep *verify.Report) string {
+	if len(rep.Checked) == 0 {
+		return ""
+	}
+	words := make([]string, len(rep.Checked))
+	for i, k := range rep.Checked {
+		words[i] = strings.ReplaceAll(string(k), "-", " ")
+	}
+	return "\nchecked: " + strings.Join(words, ", ")
 }
