@@ -129,8 +129,8 @@ func tryStartS3(b *testing.B, bin, w string) (*s3Server, error) {
 	go func() { exited <- cmd.Wait() }()
 	stop := func() {
 		_ = cmd.Process.Kill()
-		<-exited
-		exited <- nil
+		// Wait for the exit and leave its result for a later stop.
+		exited <- <-exited
 	}
 	fail := func(why string) (*s3Server, error) {
 		stop()

@@ -122,6 +122,52 @@ func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
 // err matches [ErrPermanent] or [ErrNoSpace].
 func IsFinal(err error) bool { return errors.Is(err, ErrPermanent) || errors.Is(err, ErrNoSpace) }
 
+// RangeLength resolves the length of a Get's range over an object of size
+// bytes: length itself, or, when length is negative ("to the end"), the
+// rest of the object from off, failing with an error wrapping
+// io.ErrUnexpectedEOF when off is past its end.
+func RangeLength(off, length, size int64) (int64, error) {
+	if length >= 0 {
+		return length, nil
+	}
+	if off > size {
+		return 0, fmt.Errorf("offset %d is past the end of the %d-byte object: %w", off, size, io.ErrUnexpectedEOF)
+	}
+	return size - off, nil
+}
+
+// ContextReader returns r failing every Read once ctx is done, so that a
+// Put copying from r stops within one Read of a cancellation.
+func ContextReader(ctx context.Context, r io.Reader) io.Reader {
+	return contextReader{ctx, r}
+}
+
+type contextReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c contextReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// Sleep waits d, or until ctx is done and then returns ctx's error: the
+// pause between retries, or of an injected delay, that a cancellation
+// ends at once.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 // ReaderAt adapts key in s to io.ReaderAt with one ranged Get per call. A
 // read past the end of the object returns io.ErrUnexpectedEOF.
 func ReaderAt(ctx context.Context, s Store, key string) io.ReaderAt {

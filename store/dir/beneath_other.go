@@ -77,18 +77,15 @@ func (d *dirHandle) lstat(name string) (fs.FileInfo, error) { return d.root.Lsta
 
 func (d *dirHandle) openRegular(name string) (*os.File, fs.FileInfo, error) {
 	p := filepath.Join(d.path, name)
-	fi, err := d.lstat(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := regularOnly(p, fi); err != nil {
+	if _, err := d.lstatRegular(name); err != nil {
 		return nil, nil, err
 	}
 	f, err := d.root.Open(d.name(name))
 	if err != nil {
 		return nil, nil, err
 	}
-	if fi, err = f.Stat(); err == nil {
+	fi, err := f.Stat()
+	if err == nil {
 		err = regularOnly(p, fi)
 	}
 	if err != nil {

@@ -102,11 +102,7 @@ func (d *dirHandle) lstat(name string) (fs.FileInfo, error) {
 // right after an open that cannot block (O_NONBLOCK, O_NOFOLLOW).
 func (d *dirHandle) openRegular(name string) (*os.File, fs.FileInfo, error) {
 	p := filepath.Join(d.path, name)
-	fi, err := d.lstat(name)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := regularOnly(p, fi); err != nil {
+	if _, err := d.lstatRegular(name); err != nil {
 		return nil, nil, err
 	}
 	fd, err := unix.Openat(int(d.f.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -118,7 +114,7 @@ func (d *dirHandle) openRegular(name string) (*os.File, fs.FileInfo, error) {
 		unix.Close(fd)
 		return nil, nil, &fs.PathError{Op: "fstat", Path: p, Err: err}
 	}
-	fi = statInfo{name: name, st: st}
+	fi := statInfo{name: name, st: st}
 	if err := regularOnly(p, fi); err != nil {
 		unix.Close(fd)
 		return nil, nil, err

@@ -143,7 +143,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) (e
 		}
 	}()
 
-	src := io.Reader(ctxReader{ctx: ctx, r: r})
+	src := store.ContextReader(ctx, r)
 	if size >= 0 {
 		// One byte more than declared is enough to tell a long reader.
 		src = io.LimitReader(src, size+1)
@@ -205,13 +205,9 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 	if err != nil {
 		return nil, fmt.Errorf("dir: get %s: %w", key, classifyRead(err))
 	}
-	if length < 0 {
-		if off > fi.Size() {
-			_ = f.Close()
-			return nil, fmt.Errorf("dir: get %s: offset %d is past the end of the %d-byte object: %w",
-				key, off, fi.Size(), io.ErrUnexpectedEOF)
-		}
-		length = fi.Size() - off
+	if length, err = store.RangeLength(off, length, fi.Size()); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("dir: get %s: %w", key, err)
 	}
 	return &objectReader{ctx: ctx, f: f, key: key, off: off, pos: off, remain: length}, nil
 }
@@ -478,11 +474,17 @@ func (s *Store) lstatRegular(key string) (fs.FileInfo, error) {
 		return nil, err
 	}
 	defer d.Close()
-	fi, err := d.lstat(base)
+	return d.lstatRegular(base)
+}
+
+// lstatRegular returns the FileInfo of name in d, without following a
+// symlink, or a *notRegularError unless it is a regular file.
+func (d *dirHandle) lstatRegular(name string) (fs.FileInfo, error) {
+	fi, err := d.lstat(name)
 	if err != nil {
 		return nil, err
 	}
-	return fi, regularOnly(filepath.Join(d.path, base), fi)
+	return fi, regularOnly(filepath.Join(d.path, name), fi)
 }
 
 func joinKey(dirKey, name string) string {
@@ -490,20 +492,6 @@ func joinKey(dirKey, name string) string {
 		return name
 	}
 	return dirKey + "/" + name
-}
-
-// ctxReader fails every Read once ctx is done, so a long copy stops within
-// one Read of a cancellation.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // fileWriter records write errors, so Put can tell them from read errors

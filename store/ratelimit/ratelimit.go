@@ -71,17 +71,13 @@ func (l *Limiter) WaitN(ctx context.Context, n int) error {
 	if wait <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if err := store.Sleep(ctx, wait); err != nil {
 		l.mu.Lock()
-		l.tokens += float64(n)
+		l.tokens += float64(n) // not spent: give them back
 		l.mu.Unlock()
-		return ctx.Err()
+		return err
 	}
+	return nil
 }
 
 // Reader returns r limited by l. The result keeps r's Seek (so that

@@ -104,18 +104,6 @@ func (s *Store) backoff(attempt int) time.Duration {
 	return half + rand.N(d-half+1)
 }
 
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // do runs fn until it succeeds, fails for good, or runs out of attempts.
 // The error returned is fn's last one, noting the attempts when more than one
 // was made, and the first one too when it differed.
@@ -143,7 +131,7 @@ func (s *Store) do(ctx context.Context, op, key string, attempts int, fn func() 
 		if s.opts.OnRetry != nil {
 			s.opts.OnRetry(op, key, attempt, err, wait)
 		}
-		if serr := sleep(ctx, wait); serr != nil {
+		if serr := store.Sleep(ctx, wait); serr != nil {
 			return &gaveUp{attempts: attempt, err: fmt.Errorf("%w (%w)", err, serr), first: first}
 		}
 	}
@@ -335,7 +323,7 @@ func (r *resumingReader) reopen() error {
 		if r.s.opts.OnRetry != nil {
 			r.s.opts.OnRetry("read", r.key, r.fails, r.lastErr, wait)
 		}
-		if err := sleep(r.ctx, wait); err != nil {
+		if err := store.Sleep(r.ctx, wait); err != nil {
 			return errors.Join(r.lastErr, err)
 		}
 	}

@@ -206,7 +206,10 @@ func (s *Store) holdLock(obj, loc string, body []byte, etag string) func(context
 // putLock writes the lock object with the condition If-None-Match: noneMatch
 // (when not "") or If-Match: match (when not ""), and returns its ETag.
 func (s *Store) putLock(ctx context.Context, obj string, body []byte, noneMatch, match string) (string, error) {
-	opts := minio.PutObjectOptions{ContentType: "text/plain; charset=utf-8", DisableContentSha256: true}
+	// Like every PUT of this store, the lock carries its CRC-32C, which
+	// the server checks (the payload itself is unsigned).
+	opts := minio.PutObjectOptions{ContentType: "text/plain; charset=utf-8", DisableContentSha256: true,
+		UserMetadata: map[string]string{checksumHeader: crc32cBase64(body)}}
 	if noneMatch != "" {
 		opts.SetMatchETagExcept(noneMatch)
 	}

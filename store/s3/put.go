@@ -193,17 +193,10 @@ func (s *Store) withRetries(ctx context.Context, op func() error) error {
 	}
 }
 
-// sleepJitter waits a random time in [d/2, d), so that parallel uploads
+// sleepJitter waits a random time in [d/2, d], so that parallel uploads
 // retrying together spread out, or until ctx is done.
 func sleepJitter(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d/2 + rand.N(d/2+1))
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return store.Sleep(ctx, d/2+rand.N(d/2+1))
 }
 
 // putPart uploads one part, retrying transient failures from the buffer.

@@ -140,6 +140,15 @@ func mustNotExist(t *testing.T, s store.Store, key string) {
 	}
 }
 
+// wantKeys fails t unless a listing of s reports exactly want, in order;
+// when says at what point, for the message.
+func wantKeys(t *testing.T, s store.Store, when string, want ...string) {
+	t.Helper()
+	if got := listKeys(t, s, ""); !slices.Equal(got, want) {
+		t.Errorf("List %s = %q, want %q", when, got, want)
+	}
+}
+
 func listKeys(t *testing.T, s store.Store, prefix string) []string {
 	t.Helper()
 	keys := []string{}
@@ -305,9 +314,7 @@ func testDirectoryIsNotAKey(t *testing.T, s store.Store) {
 		}
 	}
 	mustGet(t, s, "data/sub/00000000.seg", []byte("seg"))
-	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"data/sub/00000000.seg"}) {
-		t.Errorf("List = %q", keys)
-	}
+	wantKeys(t, s, "after Delete of directories", "data/sub/00000000.seg")
 }
 
 func testPutWrongSize(t *testing.T, s store.Store) {
@@ -322,9 +329,7 @@ func testPutWrongSize(t *testing.T, s store.Store) {
 		}
 		mustNotExist(t, s, key)
 	}
-	if keys := listKeys(t, s, ""); len(keys) != 0 {
-		t.Errorf("List after failed Puts = %q", keys)
-	}
+	wantKeys(t, s, "after failed Puts")
 }
 
 // failingReader returns n bytes of zeros, then errBoom.
@@ -401,9 +406,7 @@ func testOverwrite(t *testing.T, s store.Store) {
 	if info, err := s.Stat(t.Context(), "obj"); err != nil || info.Size != int64(len(b)) {
 		t.Errorf("Stat after overwrite = %+v, %v; want size %d", info, err, len(b))
 	}
-	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"obj"}) {
-		t.Errorf("List after overwrite = %q", keys)
-	}
+	wantKeys(t, s, "after overwrite", "obj")
 }
 
 func testFailedOverwriteKeepsOld(t *testing.T, s store.Store) {
@@ -428,9 +431,7 @@ func testFailedOverwriteKeepsOld(t *testing.T, s store.Store) {
 		}
 		mustGet(t, s, "obj", old)
 	}
-	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"obj"}) {
-		t.Errorf("List after failed overwrites = %q", keys)
-	}
+	wantKeys(t, s, "after failed overwrites", "obj")
 }
 
 // testInvisibleUntilComplete holds a Put halfway through its reader and
@@ -581,9 +582,7 @@ func testListPrefix(t *testing.T, s store.Store) {
 }
 
 func testListEmpty(t *testing.T, s store.Store) {
-	if keys := listKeys(t, s, ""); len(keys) != 0 {
-		t.Errorf("List of a new store = %q", keys)
-	}
+	wantKeys(t, s, "of a new store")
 }
 
 func testListStop(t *testing.T, s store.Store) {
@@ -645,9 +644,7 @@ func testDelete(t *testing.T, s store.Store) {
 		}
 	}
 	mustGet(t, s, "d/y", []byte("y"))
-	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"d/y"}) {
-		t.Errorf("List after Delete = %q", keys)
-	}
+	wantKeys(t, s, "after Delete", "d/y")
 }
 
 func testConcurrentPuts(t *testing.T, s store.Store) {
@@ -677,9 +674,7 @@ func testConcurrentPuts(t *testing.T, s store.Store) {
 		want = append(want, key(i))
 	}
 	slices.Sort(want)
-	if got := listKeys(t, s, ""); !slices.Equal(got, want) {
-		t.Errorf("List = %q, want %q", got, want)
-	}
+	wantKeys(t, s, "after concurrent Puts", want...)
 }
 
 func testConcurrentPutsSameKey(t *testing.T, s store.Store) {
@@ -704,9 +699,7 @@ func testConcurrentPutsSameKey(t *testing.T, s store.Store) {
 	if !slices.ContainsFunc(versions, func(v []byte) bool { return bytes.Equal(v, got) }) {
 		t.Errorf("after concurrent Puts the object (%d bytes) is none of the versions", len(got))
 	}
-	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"same/key"}) {
-		t.Errorf("List = %q", keys)
-	}
+	wantKeys(t, s, "after concurrent Puts", "same/key")
 }
 
 func testConnections(t *testing.T, s store.Store) {
@@ -740,13 +733,9 @@ func testLock(t *testing.T, s store.Store) {
 		t.Fatalf("second Lock = %v; want an error wrapping ErrLocked that names %q", err, holder)
 	}
 	// The lock is not part of the image: a locked new image is empty.
-	if keys := listKeys(t, s, ""); len(keys) != 0 {
-		t.Errorf("List of a locked empty store = %q", keys)
-	}
+	wantKeys(t, s, "of a locked empty store")
 	put(t, s, "data/00000000.seg", []byte("x"))
-	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"data/00000000.seg"}) {
-		t.Errorf("List of a locked store = %q", keys)
-	}
+	wantKeys(t, s, "of a locked store", "data/00000000.seg")
 	if err := unlock(ctx); err != nil {
 		t.Fatalf("unlock: %v", err)
 	}
@@ -757,7 +746,5 @@ func testLock(t *testing.T, s store.Store) {
 	if err := unlock(ctx); err != nil {
 		t.Errorf("unlock: %v", err)
 	}
-	if keys := listKeys(t, s, ""); !slices.Equal(keys, []string{"data/00000000.seg"}) {
-		t.Errorf("List after unlock = %q", keys)
-	}
+	wantKeys(t, s, "after unlock", "data/00000000.seg")
 }

@@ -219,13 +219,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		writeS3Error(w, f.Code)
 	case Stall:
-		t := time.NewTimer(f.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return
-		case <-p.closed:
+		if !stall(f.Delay, r.Context().Done(), p.closed) {
 			return
 		}
 		p.forward(w, r, nil)
@@ -276,25 +270,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, f *Fault) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	if f != nil && f.Kind == StallResponse {
-		_, _ = io.CopyN(w, resp.Body, f.N)
-		if fl, ok := w.(http.Flusher); ok {
-			fl.Flush()
-		}
-		t := time.NewTimer(f.Delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return
-		case <-p.closed:
+		sendFirst(w, resp.Body, f.N)
+		if !stall(f.Delay, r.Context().Done(), p.closed) {
 			return
 		}
 	}
 	if f != nil && f.Kind == DropResponse {
-		_, _ = io.CopyN(w, resp.Body, f.N)
-		if fl, ok := w.(http.Flusher); ok {
-			fl.Flush()
-		}
+		sendFirst(w, resp.Body, f.N)
 		panic(http.ErrAbortHandler) // cut the body short
 	}
 	_, _ = io.Copy(w, resp.Body)
@@ -354,6 +336,29 @@ func (c *corruptReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// stall blocks for d, or until done (the request's context) or closed (the
+// proxy's) is closed; it reports whether the whole of d passed.
+func stall(d time.Duration, done, closed <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	case <-closed:
+		return false
+	}
+}
+
+// sendFirst sends the first n bytes of body to the client at once.
+func sendFirst(w http.ResponseWriter, body io.Reader, n int64) {
+	_, _ = io.CopyN(w, body, n)
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
 // stallReader passes n bytes, then blocks for delay (or until done or
 // closed) before passing the rest.
 type stallReader struct {
@@ -368,13 +373,7 @@ type stallReader struct {
 func (s *stallReader) Read(b []byte) (int, error) {
 	if s.n <= 0 && !s.stalled {
 		s.stalled = true
-		t := time.NewTimer(s.delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-s.done:
-			return 0, io.ErrUnexpectedEOF
-		case <-s.closed:
+		if !stall(s.delay, s.done, s.closed) {
 			return 0, io.ErrUnexpectedEOF
 		}
 	}

@@ -234,12 +234,8 @@ func (f *Faulty) active(op Op, key string) []*Fault {
 func before(ctx context.Context, op Op, key string, faults []*Fault, stall bool) error {
 	for _, ft := range faults {
 		if d := ft.rule.Delay; d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("memstore: %s %s: during an injected delay: %w", op, key, ctx.Err())
-			case <-t.C:
+			if err := store.Sleep(ctx, d); err != nil {
+				return fmt.Errorf("memstore: %s %s: during an injected delay: %w", op, key, err)
 			}
 		}
 	}

@@ -99,7 +99,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64) er
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memstore: put %s: %w", key, err)
 	}
-	src := io.Reader(ctxReader{ctx, r})
+	src := store.ContextReader(ctx, r)
 	if size >= 0 {
 		src = io.LimitReader(src, size+1) // one byte more tells a long reader
 	}
@@ -145,12 +145,9 @@ func (s *Store) Get(ctx context.Context, key string, off, length int64) (io.Read
 		return nil, fmt.Errorf("memstore: get %s: %w", key, store.ErrNotExist)
 	}
 	size := int64(len(o.data))
-	if length < 0 {
-		if off > size {
-			return nil, fmt.Errorf("memstore: get %s: offset %d is past the end of the %d-byte object: %w",
-				key, off, size, io.ErrUnexpectedEOF)
-		}
-		length = size - off
+	length, err := store.RangeLength(off, length, size)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: get %s: %w", key, err)
 	}
 	end := min(off+length, size)
 	body := o.data[min(off, size):max(end, min(off, size))]
@@ -282,17 +279,4 @@ func (s *Store) Keys() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return slices.Sorted(maps.Keys(s.objs))
-}
-
-// ctxReader fails every Read once ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
