@@ -130,6 +130,16 @@ func (p *chunkPipeline) drain(ctx context.Context, ordered <-chan *chunkJob, fre
 	return nil
 }
 
+// hashChunk is the work of a pipeline that only compares: the chunk's
+// hash into j.ec.Hash (a zero chunk's without hashing it).
+func hashChunk(j *chunkJob) {
+	if format.IsZero(j.raw) {
+		j.ec.Hash = format.ZeroChunkHash(len(j.raw))
+	} else {
+		j.ec.Hash = format.ChunkHash(j.raw, nil)
+	}
+}
+
 // MaxWorkers bounds --workers: more hash/compress workers than this only
 // add memory (each holds chunk buffers and a zstd encoder).
 const MaxWorkers = 64

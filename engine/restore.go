@@ -280,13 +280,7 @@ func chunksThatDiffer(ctx context.Context, m *format.Manifest, t *restoreTarget,
 		src: t.f, name: t.path, target: true, size: m.Header.Size, chunkSize: m.Header.ChunkSize,
 		first: 0, last: uint64(len(m.Chunks)),
 		shape: shapeFor(m.Header.ChunkSize, min(workers, MaxWorkers), false, memoryBudget/2),
-		process: func(j *chunkJob) {
-			if format.IsZero(j.raw) {
-				j.ec.Hash = format.ZeroChunkHash(len(j.raw))
-			} else {
-				j.ec.Hash = format.ChunkHash(j.raw, nil)
-			}
-		},
+		process: hashChunk,
 		sink: func(j *chunkJob) error {
 			if j.ec.Hash != m.Chunks[j.index].Hash {
 				differ.add(j.index)

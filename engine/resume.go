@@ -315,13 +315,7 @@ func (c *capture) proveSource(ctx context.Context, chunks []format.ChunkEntry) e
 		// Half the capture's budget: these buffers are garbage, not yet
 		// collected, when the capture's own are allocated.
 		shape: shapeFor(c.opts.ChunkSize, c.opts.Workers, false, captureMemory/2),
-		process: func(j *chunkJob) {
-			if format.IsZero(j.raw) {
-				j.ec.Hash = format.ZeroChunkHash(len(j.raw))
-			} else {
-				j.ec.Hash = format.ChunkHash(j.raw, nil)
-			}
-		},
+		process: hashChunk,
 		sink: func(j *chunkJob) error {
 			if j.ec.Hash != chunks[j.index].Hash {
 				off := int64(j.index) * int64(c.opts.ChunkSize)
