@@ -279,7 +279,7 @@ func chunksThatDiffer(ctx context.Context, m *format.Manifest, t *restoreTarget,
 	p := &chunkPipeline{
 		src: t.f, name: t.path, target: true, size: m.Header.Size, chunkSize: m.Header.ChunkSize,
 		first: 0, last: uint64(len(m.Chunks)),
-		shape: shapeFor(m.Header.ChunkSize, min(workers, MaxWorkers), false, memoryBudget/2),
+		shape:   shapeFor(m.Header.ChunkSize, min(workers, MaxWorkers), false, memoryBudget/2),
 		process: hashChunk,
 		sink: func(j *chunkJob) error {
 			if j.ec.Hash != m.Chunks[j.index].Hash {

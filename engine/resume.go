@@ -314,7 +314,7 @@ func (c *capture) proveSource(ctx context.Context, chunks []format.ChunkEntry) e
 		first: 0, last: uint64(len(chunks)),
 		// Half the capture's budget: these buffers are garbage, not yet
 		// collected, when the capture's own are allocated.
-		shape: shapeFor(c.opts.ChunkSize, c.opts.Workers, false, captureMemory/2),
+		shape:   shapeFor(c.opts.ChunkSize, c.opts.Workers, false, captureMemory/2),
 		process: hashChunk,
 		sink: func(j *chunkJob) error {
 			if j.ec.Hash != chunks[j.index].Hash {
