@@ -48,8 +48,8 @@ func Open(ctx context.Context, st store.Store) (*Image, error) {
 		// manifest.ssm are a capture that did not finish, not an image
 		// that lost its manifest.
 		if _, serr := st.Stat(ctx, format.CheckpointKey); serr == nil {
-			return nil, fmt.Errorf("%s: %w: its capture did not finish (%s is here, %s is not): continue it with capture --resume",
-				st, ErrNoImage, format.CheckpointKey, format.ManifestKey)
+			return nil, unfinishedError(fmt.Sprintf("%s: its capture did not finish (%s is here, %s is not): continue it with capture --resume",
+				st, format.CheckpointKey, format.ManifestKey))
 		}
 	}
 	im, cerr := openCopy(ctx, st)
@@ -168,3 +168,12 @@ func readManifest(ctx context.Context, st store.Store, key string) (*format.Mani
 	}
 	return m, b, nil
 }
+
+// unfinishedError is the ErrNoImage of a capture that did not finish,
+// with a message of its own (ErrNoImage's would say it twice).
+type unfinishedError string
+
+func (e unfinishedError) Error() string { return string(e) }
+
+// Is makes errors.Is(err, ErrNoImage) true.
+func (e unfinishedError) Is(target error) bool { return target == ErrNoImage }
