@@ -1058,8 +1058,8 @@ func TestCaptureInterrupted(t *testing.T) {
 		absent(t, filepath.Join(dest, format.ManifestKey), "an interrupted capture must not write a manifest")
 		noTemps(t, dest)
 		r := expect(t, exitUsage, "verify", dest)
-		oneLineError(t, r, "no manifest")
-		restoreRefused(t, dest, exitUsage, "no manifest")
+		oneLineError(t, r, "capture did not finish", "capture --resume")
+		restoreRefused(t, dest, exitUsage, "capture did not finish")
 	})
 	t.Run("CLI with a cancelled context", func(t *testing.T) {
 		t.Parallel()
