@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -52,6 +53,12 @@ type CaptureOptions struct {
 	Workers  int
 	Tool     string
 	Progress func(Progress)
+	// BeforeManifest, if set, runs once the whole source has been read
+	// and stored, just before the manifest is written; what it returns is
+	// recorded as the manifest's "resync" header field (a replication
+	// product's seed token). An error fails the capture before the image
+	// is complete.
+	BeforeManifest func(ctx context.Context) (json.RawMessage, error)
 
 	imageID *[16]byte // tests: a fixed image ID, so two captures compare byte for byte
 }
@@ -440,6 +447,13 @@ func (c *capture) finish(ctx context.Context, iw *format.ImageWriter, up *upload
 	// Every segment must be stored before the manifest says so.
 	if err := up.wait(); err != nil {
 		return nil, err
+	}
+	if c.opts.BeforeManifest != nil {
+		token, err := c.opts.BeforeManifest(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("before the manifest: %w", err)
+		}
+		m.Header.Resync = token
 	}
 	mb, err := m.Marshal()
 	if err != nil {

@@ -166,6 +166,8 @@ func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, 
 			x86Decode(out)
 		}
 		raw = out
+	case CodecDigestOnly:
+		return nil, fmt.Errorf("%w: a digest-only image records hashes, not data", ErrNoData)
 	default:
 		return nil, corruptf("unknown codec %d", codec)
 	}

@@ -43,6 +43,9 @@ const (
 
 	// ManifestKey is the manifest's key in a store.
 	ManifestKey = "manifest.ssm"
+	// BaseDigestsKey is the key of a delta image's base-digest table
+	// (spec §12), whose SHA-256 the header's base.digests_sha256 records.
+	BaseDigestsKey = "base.digests"
 )
 
 // Magic numbers.
@@ -62,10 +65,16 @@ const (
 	CodecRaw     Codec = 1 // payload is the raw bytes
 	CodecZstd    Codec = 2 // payload is one zstd frame
 	CodecZstdX86 Codec = 3 // payload is one zstd frame of the x86-filtered bytes (x86.go)
+	// CodecDigestOnly marks a frame of a digest-only image (feature
+	// "digest-only"): no payload, only the chunk's hash and block
+	// digests, so a disk shipped whole can be checked on arrival.
+	CodecDigestOnly Codec = 4
 )
 
-// valid reports whether c is a codec this version reads.
-func (c Codec) valid() bool { return c >= CodecRaw && c <= CodecZstdX86 }
+// valid reports whether c is a codec a frame may carry; whether the image
+// allows it is the manifest's business (CodecDigestOnly needs the
+// "digest-only" feature).
+func (c Codec) valid() bool { return c >= CodecRaw && c <= CodecDigestOnly }
 
 // String returns the codec's name, for messages.
 func (c Codec) String() string {
@@ -76,6 +85,8 @@ func (c Codec) String() string {
 		return "zstd"
 	case CodecZstdX86:
 		return "zstd-x86"
+	case CodecDigestOnly:
+		return "digest-only"
 	}
 	return "unknown"
 }
@@ -87,7 +98,7 @@ type Kind uint8
 const (
 	KindZero   Kind = 0 // all zero, not stored
 	KindStored Kind = 1 // stored in a data segment of this image
-	kindBase   Kind = 2 // unchanged from the base image (delta images, reserved)
+	KindBase   Kind = 2 // same bytes as the base image holds there (delta images, feature "delta"); not stored
 )
 
 // String returns the kind's name, for messages.
@@ -97,7 +108,7 @@ func (k Kind) String() string {
 		return "zero"
 	case KindStored:
 		return "stored"
-	case kindBase:
+	case KindBase:
 		return "base"
 	}
 	return "unknown"

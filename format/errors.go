@@ -22,6 +22,10 @@ var (
 	// ErrTooLarge means a declared length exceeds the format's limits; it
 	// protects readers from hostile sizes.
 	ErrTooLarge = errors.New("format: declared size exceeds limit")
+	// ErrNoData means a chunk's bytes are not in this image: a
+	// digest-only image holds none, a delta image only what changed.
+	// The image is intact; the operation asked for what it does not hold.
+	ErrNoData = errors.New("format: the image does not hold this chunk's data")
 	// errWriterClosed is returned by writes after Close.
 	errWriterClosed = errors.New("format: write after close")
 )

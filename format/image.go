@@ -144,6 +144,19 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 	return w.err
 }
 
+// AddBase records the next chunk as unchanged from the base image (delta
+// images, kind KindBase): nothing is stored, hash is the chunk's hash.
+func (w *ImageWriter) AddBase(hash Hash) error {
+	if w.closed {
+		return errWriterClosed
+	}
+	if w.err != nil {
+		return w.err
+	}
+	w.chunks = append(w.chunks, ChunkEntry{Hash: hash, Kind: KindBase})
+	return nil
+}
+
 func (w *ImageWriter) closeSegment() error {
 	sum, err := w.cur.close()
 	if cerr := w.curW.Close(); err == nil {

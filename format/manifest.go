@@ -48,6 +48,10 @@ type Header struct {
 	ParityBytes    int64       `json:"parity_bytes,omitempty"` // bytes of all parity segments
 	Parity         *Parity     `json:"parity,omitempty"`
 	Base           *Base       `json:"base,omitempty"`
+	// Resync is the replication product's seed token (package resync),
+	// recorded by the capture-side steps of an adapter: opaque to the
+	// format, checked by the target-side steps before a partial resync.
+	Resync json.RawMessage `json:"resync,omitempty"`
 }
 
 // Compression records how payloads were compressed. zstd output differs
@@ -87,8 +91,12 @@ type Parity struct {
 // Base names the base image of a delta image (spec: "Delta images",
 // feature "delta").
 type Base struct {
-	ManifestSHA256 string `json:"manifest_sha256"`
-	ImageID        string `json:"image_id"`
+	ManifestSHA256 string `json:"manifest_sha256"` // the base's manifest hash, 64 hex digits
+	ImageID        string `json:"image_id"`        // the base's image ID, 32 hex digits
+	// DigestsSHA256 is the SHA-256 of the delta's base-digest table (key
+	// BaseDigestsKey): what the target must hold where the delta writes,
+	// so a restore refuses a target that is not in the base state.
+	DigestsSHA256 string `json:"digests_sha256,omitempty"`
 }
 
 // ChunkEntry is one row of the manifest's chunk table.
@@ -121,7 +129,16 @@ type Manifest struct {
 }
 
 // supportedFeatures lists the Requires entries this reader implements.
-var supportedFeatures = []string{featureParity}
+var supportedFeatures = []string{featureParity, FeatureDelta, FeatureDigestOnly}
+
+// Features an image may require besides parity (spec §8).
+const (
+	FeatureDelta      = "delta"       // a delta image: chunks of kind KindBase, header "base" (§12)
+	FeatureDigestOnly = "digest-only" // no payloads: every stored frame is CodecDigestOnly (§13)
+)
+
+// RequiresFeature reports whether the image requires feature f.
+func (h *Header) RequiresFeature(f string) bool { return slices.Contains(h.Requires, f) }
 
 // ChunkRange returns the source byte range chunk i covers.
 func (m *Manifest) ChunkRange(i uint64) (off, length int64) {
@@ -413,7 +430,40 @@ func (m *Manifest) validateHeader() error {
 	if b, err := hex.DecodeString(h.SHA256); err != nil || len(b) != sha256.Size || strings.ToLower(h.SHA256) != h.SHA256 {
 		return corruptf("sha256 %q is not 64 lowercase hex digits", h.SHA256)
 	}
+	return h.validateBase()
+}
+
+// validateBase checks the delta header: "base" is present exactly when
+// the image requires "delta", names a base by well-formed hashes, and is
+// not the image itself.
+func (h *Header) validateBase() error {
+	delta := h.RequiresFeature(FeatureDelta)
+	if (h.Base != nil) != delta {
+		return corruptf("header base and the delta feature must come together (base present %v, requires delta %v)", h.Base != nil, delta)
+	}
+	if !delta {
+		return nil
+	}
+	if h.RequiresFeature(FeatureDigestOnly) {
+		return corruptf("an image cannot be both a delta and digest-only")
+	}
+	b := h.Base
+	if !isLowerHex(b.ManifestSHA256, sha256.Size) || !isLowerHex(b.ImageID, 16) {
+		return corruptf("base names manifest %q, image %q: want 64 and 32 lowercase hex digits", b.ManifestSHA256, b.ImageID)
+	}
+	if b.DigestsSHA256 != "" && !isLowerHex(b.DigestsSHA256, sha256.Size) {
+		return corruptf("base digests_sha256 %q is not 64 lowercase hex digits", b.DigestsSHA256)
+	}
+	if b.ImageID == h.ImageID {
+		return corruptf("delta image %s names itself as its base", h.ImageID)
+	}
 	return nil
+}
+
+// isLowerHex reports whether s is n bytes written as 2n lowercase hex digits.
+func isLowerHex(s string, n int) bool {
+	b, err := hex.DecodeString(s)
+	return err == nil && len(b) == n && strings.ToLower(s) == s
 }
 
 // validateSegments checks the data segment table (invariant 4) and
@@ -464,6 +514,13 @@ func (m *Manifest) validateChunks() (zeros uint64, err error) {
 			}
 			prevSeg, prevEnd = c.Segment, c.Offset+c.FrameLen()
 			frames[c.Segment]++
+		case KindBase:
+			if !m.Header.RequiresFeature(FeatureDelta) {
+				return 0, corruptf("chunk %d: kind base in an image that is not a delta", i)
+			}
+			if c.Segment != 0 || c.Offset != 0 || c.PayloadLen != 0 || c.Codec != 0 {
+				return 0, corruptf("base chunk %d has a stored location", i)
+			}
 		default:
 			return 0, corruptf("chunk %d: kind %d not valid in this image", i, c.Kind)
 		}
@@ -486,6 +543,12 @@ func (m *Manifest) validateStored(i int, rawLen int64, prevSeg uint32, prevEnd i
 	}
 	if !c.Codec.valid() {
 		return corruptf("chunk %d: codec %d", i, c.Codec)
+	}
+	if digestOnly := m.Header.RequiresFeature(FeatureDigestOnly); digestOnly != (c.Codec == CodecDigestOnly) {
+		return corruptf("chunk %d: codec %s in an image that is %sdigest-only", i, c.Codec, map[bool]string{true: "", false: "not "}[digestOnly])
+	}
+	if c.Codec == CodecDigestOnly && c.PayloadLen != 0 {
+		return corruptf("chunk %d: digest-only with a %d-byte payload", i, c.PayloadLen)
 	}
 	if c.PayloadLen > maxPayload(int(rawLen)) || (c.Codec == CodecRaw && int64(c.PayloadLen) != rawLen) {
 		return corruptf("chunk %d: payload length %d for %d raw bytes", i, c.PayloadLen, rawLen)

@@ -122,6 +122,9 @@ func parseFrameHeader(b []byte) (frameHeader, error) {
 	if f.Codec == CodecRaw && f.PayloadLen != f.RawLen {
 		return f, corruptf("raw frame payload %d != raw length %d", f.PayloadLen, f.RawLen)
 	}
+	if f.Codec == CodecDigestOnly && f.PayloadLen != 0 {
+		return f, corruptf("digest-only frame with a %d-byte payload", f.PayloadLen)
+	}
 	return f, nil
 }
 

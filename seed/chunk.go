@@ -51,6 +51,9 @@ func (im *Image) Chunk(ctx context.Context, i uint64, buf []byte) ([]byte, error
 		clear(buf)
 		return buf, nil
 	}
+	if c.Kind != format.KindStored {
+		return nil, fmt.Errorf("seed: chunk %d (bytes %d-%d): %s: %w", i, off, off+length, c.Kind, format.ErrNoData)
+	}
 	key := format.DataID(c.Segment).Key()
 	frame := make([]byte, c.FrameLen())
 	if _, err := store.ReaderAt(ctx, im.st, key).ReadAt(frame, c.Offset); err != nil {

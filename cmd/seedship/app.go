@@ -29,12 +29,26 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Action: func(c *cli.Context) error {
 			if c.Args().Len() > 0 {
-				return usagef("unknown command %q: use capture, info, verify, restore or copy (see 'seedship --help')", c.Args().First())
+				return usagef("unknown command %q: see 'seedship --help' for the commands", c.Args().First())
 			}
 			return cli.ShowAppHelp(c)
 		},
-		Commands: []*cli.Command{captureCommand(), infoCommand(), verifyCommand(), restoreCommand(), copyCommand()},
+		Commands: append([]*cli.Command{captureCommand(), infoCommand(), verifyCommand(), restoreCommand(), copyCommand()},
+			registeredCommands()...),
 	}
+}
+
+// laterCommands are the commands that live in files of their own (label,
+// extend, delta, diff): each file's init adds its constructor, so a
+// command and its wiring stay together.
+var laterCommands []func() *cli.Command
+
+func registeredCommands() []*cli.Command {
+	cmds := make([]*cli.Command, 0, len(laterCommands))
+	for _, f := range laterCommands {
+		cmds = append(cmds, f())
+	}
+	return cmds
 }
 
 // positional returns exactly n positional arguments, refusing anything that
