@@ -3,6 +3,7 @@ package seed
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 
@@ -84,4 +85,18 @@ func (im *Image) entryOf(entries []format.IndexEntry, i uint64) *format.IndexEnt
 		return nil
 	}
 	return &entries[k]
+}
+
+// Index returns the index of data segment n (every frame's chunk index,
+// location, chunk hash and 8-byte block digests), read by ranged reads of
+// the segment's footer and index only and checked against the manifest
+// (index hash, frame count, and each entry against the chunk table), so
+// comparing a device or a source with an image's block digests costs a
+// few small reads per segment and never its payloads. Damage is returned
+// as an error that format.IsDamage recognises.
+func (im *Image) Index(ctx context.Context, n uint32) ([]format.IndexEntry, error) {
+	if _, ok := im.m.Summary(format.DataID(n)); !ok {
+		return nil, fmt.Errorf("seed: %s has no data segment %d", im, n)
+	}
+	return im.index(ctx, n)
 }
