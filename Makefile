@@ -70,9 +70,9 @@ soak: build
 	SEEDSHIP_SOAK_BIN=$(CURDIR)/$(BIN) SEEDSHIP_SOAK_ROUNDS=$(SOAK_ROUNDS) SEEDSHIP_SOAK_SEED=$(SOAK_SEED) \
 		$(GO) test -tags soak -count=1 -timeout 60m ./soak/
 
-## fuzz: run every fuzz target for a fixed count.
+## fuzz: run every fuzz target (every package with a Fuzz test) for a fixed count.
 fuzz:
-	@for p in ./format/ ./seed/ ./verify/ ./device/ ./store/s3/; do \
+	@for p in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
 		for t in $$($(GO) test -list '^Fuzz' $$p | grep ^Fuzz); do \
 			echo "fuzz $$p $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$p || exit 1; done; done
 
