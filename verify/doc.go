@@ -13,6 +13,11 @@
 // Manifest copies of another image are named (Report.Ignored), never
 // counted as this image's.
 //
+// It also builds and decodes restore receipts ([NewReceipt],
+// [ParseReceipt], [DescribeTarget]): the evidence, bound to an image and
+// a target's identity, that extend requires before a partial resync. The
+// CLI writes them.
+//
 // It writes nothing: not to a target device, and not to the image (repair
 // is the engine's, built on seed).
 package verify

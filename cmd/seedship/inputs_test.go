@@ -78,7 +78,7 @@ func commandArgs(cmd string, im image, out string) []string {
 	switch cmd {
 	case "capture":
 		return []string{im.src, out}
-	case "restore", "copy":
+	case "restore", "copy", "extend":
 		return []string{im.img, out}
 	}
 	return []string{im.img}

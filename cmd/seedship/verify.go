@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/engine"
+	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
@@ -25,15 +31,24 @@ its hash in the manifest, and checks each segment's index and footer. With --dev
 that DEV (a block device or file) matches the image block for block, using the manifest's hashes
 only. Each bad chunk is listed with its index and source byte range.
 
+With --receipt FILE (needs --device): writes a restore receipt to FILE, atomically, whatever the
+result: JSON binding the image (its manifest SHA-256 and id), the target's identity (path, size,
+device number, serial, WWN, /dev/disk/by-id, or a file's inode; the kernel's write counters and
+boot id), the result (pass or fail, the chunks checked, the whole-source SHA-256 recomputed from
+the target), the seedship version and the time. seedship extend takes it as the evidence that the
+target holds the image, so the replication product may skip its full resync.
+
 For an image with parity (capture --parity), each damaged stripe is reported with whether it can be
 rebuilt; --repair rewrites the damaged segments in place, atomically, and verifies the result.
 Exit 0 when everything is (now) intact, 3 when anything is damaged or beyond repair.
 
 Examples:
    seedship verify /mnt/courier/seed
-   seedship verify --device /dev/sdc1 /mnt/courier/seed`,
+   seedship verify --device /dev/sdc1 /mnt/courier/seed
+   seedship verify --device /dev/sdc1 --receipt /root/sdc1.receipt /mnt/courier/seed`,
 		flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
+			&cli.StringFlag{Name: "receipt", Usage: "with --device: write a restore receipt (JSON) to this file, pass or fail, for seedship extend"},
 			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
 			&cli.StringFlag{Name: "fallback", Usage: "with --repair: a second copy of the same image (directory or s3://) to fetch what parity cannot rebuild from"},
 			workersFlag("parallel", ""),
@@ -66,6 +81,7 @@ type stripeJSON struct {
 type verifyJSON struct {
 	Image        string        `json:"image"`
 	Device       string        `json:"device,omitempty"`
+	Receipt      string        `json:"receipt,omitempty"` // the restore receipt written (verify --device --receipt)
 	OK           bool          `json:"ok"`
 	Repairable   bool          `json:"repairable"`
 	Repaired     []string      `json:"repaired,omitempty"`
@@ -108,6 +124,9 @@ func stripesJSON(rep *verify.Report) []stripeJSON {
 
 func runVerify(c *cli.Context, args []string) error {
 	dev := c.String("device")
+	if c.String("receipt") != "" && dev == "" {
+		return usagef("verify: --receipt records a read-back of a device: add --device DEV")
+	}
 	if dev != "" {
 		if err := needsLinux(runtime.GOOS, "seedship verify --device"); err != nil {
 			return err
@@ -201,26 +220,37 @@ func runVerify(c *cli.Context, args []string) error {
 	return nil
 }
 
-// verifyDevice checks a device or file against the image's hashes.
+// verifyDevice checks a device or file against the image's hashes and,
+// with --receipt, writes the restore receipt of that read-back.
 func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error {
 	m, err := engine.OpenImage(c.Context, st)
 	if err != nil {
 		return err
 	}
+	var rf *receiptFile
+	if path := c.String("receipt"); path != "" {
+		// Claimed before the read-back, so a receipt that cannot be
+		// written is refused before an hour of reading, not after.
+		if rf, err = createReceiptFile(path, dev); err != nil {
+			return err
+		}
+		defer rf.abandon()
+	}
 	meter := engine.NewMeter(m.Header.Size, p.progress)
 	start := time.Now()
-	rep, err := verify.Device(c.Context, m, dev, verify.DeviceOptions{Workers: c.Int("workers"), OnProgress: meter.Add})
-	if errors.Is(err, verify.ErrDeviceTooSmall) {
-		err = fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
-	}
+	rep, err := readBack(c.Context, m, st.String(), dev, rf, verify.DeviceOptions{Workers: c.Int("workers"), OnProgress: meter.Add})
 	p.endProgress()
 	if err != nil {
 		return err
 	}
 	el := time.Since(start)
-	if err := p.emitJSON(verifyJSON{Image: st.String(), Device: dev, OK: rep.OK(), ChunksOK: rep.ChunksOK,
+	out := verifyJSON{Image: st.String(), Device: dev, OK: rep.OK(), ChunksOK: rep.ChunksOK,
 		ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked, Checked: checkedJSON(rep), SourceSHA256: rep.SourceSHA256,
-		Findings: findingsJSON(rep), Seconds: el.Seconds()}); err != nil {
+		Findings: findingsJSON(rep), Seconds: el.Seconds()}
+	if rf != nil {
+		out.Receipt = rf.path
+	}
+	if err := p.emitJSON(out); err != nil {
 		return err
 	}
 	what := dev + " against " + st.String()
@@ -230,15 +260,162 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error 
 				fmt.Fprintf(p.errw, "BAD %s\n", f)
 			}
 		}
-		return fmt.Errorf("%w: %s: %d chunk(s) differ (%d chunks ok)", engine.ErrIntegrity, what, len(rep.Findings), rep.ChunksOK)
+		return fmt.Errorf("%w: %s: %d chunk(s) differ (%d chunks ok)%s", engine.ErrIntegrity, what, len(rep.Findings), rep.ChunksOK, rf.wrote("; "))
 	}
 	sum := ""
 	if rep.SourceSHA256 != "" {
 		sum = "\nsource sha256 " + rep.SourceSHA256 + ", recomputed from " + dev + ", matches the image's"
 	}
-	p.summary("verified %s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)%s%s",
-		what, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el), checkedLine(rep), sum)
+	p.summary("verified %s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)%s%s%s",
+		what, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el), checkedLine(rep), sum,
+		rf.wrote("\n"))
 	return nil
+}
+
+// readBack reads dev back against m (verify.Device) and, when rf is not
+// nil, writes the receipt of that read-back, pass or fail: also when the
+// read-back did not finish, so that an older passing receipt at the same
+// path never outlives a newer failed check. The error is the read-back's
+// (an interrupt stays an interrupt), or the receipt's when only writing
+// it failed; a device too small is an integrity failure.
+func readBack(ctx context.Context, m *format.Manifest, location, dev string, rf *receiptFile, opts verify.DeviceOptions) (*verify.Report, error) {
+	if rf == nil {
+		rep, err := verify.Device(ctx, m, dev, opts)
+		if errors.Is(err, verify.ErrDeviceTooSmall) {
+			err = fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
+		}
+		return rep, err
+	}
+	rep, r, err := receiptReadBack(ctx, m, location, dev, opts)
+	if r == nil {
+		return rep, err
+	}
+	if werr := rf.commit(r); werr != nil {
+		return rep, errors.Join(err, werr)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("%w (receipt %s records the failure)", err, rf.path)
+	}
+	if !r.Passed() && rep.OK() {
+		// Every chunk matched but the receipt is no pass (the target
+		// changed during the read-back): the evidence is not there.
+		err = fmt.Errorf("%w: %s: %s (receipt %s records the failure)", engine.ErrIntegrity, dev, r.Result.Reason, rf.path)
+	}
+	return rep, err
+}
+
+// receiptReadBack reads dev back against m, describing the target before
+// and after, and returns the report, the receipt of the read-back (nil
+// when the target could not be described first, and nothing was read) and
+// the read-back's error, a device too small being an integrity failure.
+func receiptReadBack(ctx context.Context, m *format.Manifest, location, dev string, opts verify.DeviceOptions) (*verify.Report, *verify.Receipt, error) {
+	before, err := verify.DescribeTarget(dev)
+	if err != nil {
+		return nil, nil, targetError(dev, err)
+	}
+	started := time.Now()
+	rep, err := verify.Device(ctx, m, dev, opts)
+	if errors.Is(err, verify.ErrDeviceTooSmall) {
+		err = fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
+	}
+	in := verify.ReceiptInput{Manifest: m, Location: location, Before: before, Report: rep, Err: err,
+		Tool: "seedship " + version, Started: started}
+	if after, aerr := verify.DescribeTarget(dev); aerr == nil {
+		in.After = &after
+	}
+	in.Host, _ = os.Hostname()
+	in.Finished = time.Now()
+	return rep, verify.NewReceipt(in), err
+}
+
+// targetError classifies the failure to describe a target: a path that
+// is missing or of the wrong kind is bad input.
+func targetError(dev string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, device.ErrNotBlockOrFile) {
+		return fmt.Errorf("%w: target %s: %w", engine.ErrBadInput, dev, err)
+	}
+	return fmt.Errorf("target %s: %w", dev, err)
+}
+
+// receiptFile is a receipt being written: a temporary file next to its
+// path, renamed over it once the receipt is complete and synced.
+type receiptFile struct {
+	path string
+	tmp  *os.File
+	done bool
+}
+
+// createReceiptFile checks the receipt path and creates its temporary
+// file. The path must not name the target, nor anything but a regular
+// file, and its directory must exist: each is bad input.
+func createReceiptFile(path, dev string) (*receiptFile, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: receipt %s: %s", engine.ErrBadInput, path, fmt.Sprintf(format, args...))
+	}
+	if fi, err := os.Stat(path); err == nil {
+		if !fi.Mode().IsRegular() {
+			return nil, bad("exists and is not a regular file (%s): name a new file, or an old receipt to replace", fi.Mode().Type())
+		}
+		if di, err := os.Stat(dev); err == nil && os.SameFile(fi, di) {
+			return nil, bad("is the device being checked: name another file")
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, bad("%v", err)
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".tmp-receipt-*")
+	if err != nil {
+		return nil, bad("cannot create a file in %s (%v): create the directory, or name a writable one", dir, err)
+	}
+	return &receiptFile{path: path, tmp: tmp}, nil
+}
+
+// commit writes r to the temporary file, syncs it, renames it over the
+// receipt path and syncs the directory.
+func (rf *receiptFile) commit(r *verify.Receipt) error {
+	b, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	name := rf.tmp.Name()
+	if _, err := rf.tmp.Write(b); err != nil {
+		return fmt.Errorf("write receipt %s: %w", name, err)
+	}
+	if err := rf.tmp.Sync(); err != nil {
+		return fmt.Errorf("sync receipt %s: %w", name, err)
+	}
+	if err := rf.tmp.Close(); err != nil {
+		return fmt.Errorf("close receipt %s: %w", name, err)
+	}
+	if err := os.Rename(name, rf.path); err != nil {
+		return fmt.Errorf("write receipt %s: %w", rf.path, err)
+	}
+	rf.done = true
+	if d, err := os.Open(filepath.Dir(rf.path)); err == nil {
+		defer d.Close()
+		if err := d.Sync(); err != nil {
+			return fmt.Errorf("sync the directory of receipt %s: %w", rf.path, err)
+		}
+	}
+	return nil
+}
+
+// abandon removes the temporary file of a receipt that was not committed.
+func (rf *receiptFile) abandon() {
+	if rf == nil || rf.done {
+		return
+	}
+	rf.tmp.Close()
+	os.Remove(rf.tmp.Name())
+}
+
+// wrote is sep followed by "receipt PATH written" once the receipt is,
+// "" otherwise (also for a nil receiptFile).
+func (rf *receiptFile) wrote(sep string) string {
+	if rf == nil || !rf.done {
+		return ""
+	}
+	return sep + "receipt " + rf.path + " written"
 }
 
 // checkedJSON lists the checks a report says ran, for --json ([] when
