@@ -70,6 +70,17 @@ func parseGeometry(b *testing.B, s string) (k, m int) {
 	return k, m
 }
 
+// overheadGuaranteed is the stored size from which spec §5.5 bounds one
+// stripe's parity by M/K + 5% of its data, whatever its frames, at the
+// capture defaults (8 MiB chunks, 256 KiB rows): 20 × M × ((K−1)/K × F +
+// R), F an 8 MiB chunk's frame and index entry. Smaller images whose
+// chunks compress evenly stay within it too; this is the worst case.
+func overheadGuaranteed(k, m int) int64 {
+	const chunk, row = 8 << 20, 256 << 10
+	frame := int64(24 + chunk + 60 + 8*(chunk>>16))
+	return 20 * int64(m) * (int64(k-1)*frame/int64(k) + row)
+}
+
 // BenchmarkParity measures `capture --parity K+M` (SEEDSHIP_BENCH_PARITY,
 // default 10+2) against a plain capture of the same image, the stored
 // overhead of the parity, and `verify --repair` rebuilding one deleted data
@@ -124,11 +135,16 @@ func BenchmarkParity(b *testing.B) {
 			b.Fatalf("info --json of the parity image: parity %q, %d parity bytes", in.Parity, in.ParityBytes)
 		}
 		overhead := float64(in.ParityBytes) / float64(in.StoredBytes)
+		limit := float64(m)/float64(k) + 0.05
+		if overhead > limit && in.StoredBytes >= overheadGuaranteed(k, m) {
+			b.Errorf("parity overhead %.3f over M/K + 5%% = %.3f for %d stored bytes (spec §5.5 guarantees it from %d)",
+				overhead, limit, in.StoredBytes, overheadGuaranteed(k, m))
+		}
 		p.reportVs(b, "parity_capture_vs_plain", "parity_capture", "plain_capture")
 		b.ReportMetric(overhead, "parity_overhead")
 		lines = append(lines, p.String(),
-			fmt.Sprintf("parity overhead: parity_bytes %d / stored_bytes %d = %.3f (%d data segments, %d parity segments; plain capture: %d segments)",
-				in.ParityBytes, in.StoredBytes, overhead, in.Segments, in.ParitySegments, plainInfo.Segments))
+			fmt.Sprintf("parity overhead: parity_bytes %d / stored_bytes %d = %.3f, M/K + 5%% = %.3f (%d data segments, %d parity segments; plain capture: %d segments)",
+				in.ParityBytes, in.StoredBytes, overhead, limit, in.Segments, in.ParitySegments, plainInfo.Segments))
 		os.RemoveAll(plain)
 	})
 

@@ -41,3 +41,13 @@ func pipelineCost(chunkSize int, s pipelineShape, compress bool) int64 {
 // that reading, the work and writing take turns. Only the largest chunk
 // sizes come down to it; two jobs, which overlap them, fit every other.
 var minPipeline = pipelineShape{workers: 1, jobs: 1}
+
+// groupUploadBuffer is what each data segment streamed at once beyond the
+// first holds while it uploads: one S3 part buffer, which the CLI sizes
+// to at least s3.MinPartSize (5 MiB) when a capture grows several
+// segments together (parity stripes, or a width).
+const groupUploadBuffer = 5 << 20
+
+// groupUploadMemory is what the uploads of a group of width segments
+// hold beyond uploadMemory.
+func groupUploadMemory(width int) int64 { return int64(max(width, 1)-1) * groupUploadBuffer }

@@ -30,7 +30,9 @@ const DefaultLevel = 3
 
 // MaxParityMemory bounds the parity accumulators capture keeps per stripe
 // (M shards, each a segment and its index), so memory stays bounded
-// whatever the device size.
+// whatever the device size. The K data segments a stripe grows together
+// stream out as they grow: they hold no more than their uploads' buffers
+// (groupUploadMemory).
 const MaxParityMemory = 256 << 20
 
 // CaptureOptions tunes [Capture]. Zero values mean the defaults.
@@ -39,8 +41,22 @@ type CaptureOptions struct {
 	Level       int   // zstd level 1-22, default DefaultLevel; -1 stores chunks raw
 	SegmentSize int64 // default format.DefaultSegmentSize (DefaultParitySegmentSize with parity)
 	// Parity, if set, adds Reed-Solomon parity: K data + M parity segments
-	// per stripe (RowSize 0 means format.DefaultRowSize).
+	// per stripe (RowSize 0 means format.DefaultRowSize). The K data
+	// segments of a stripe grow together (spec §5.5), so each stripe's
+	// parity costs about M/K of its data.
 	Parity *format.Geometry
+	// Width grows this many data segments together without parity (spec
+	// §5.5: each frame goes to the shortest), so that a courier volume
+	// set of Width drives, segment n of each group on its own drive, is
+	// written in parallel. Default 1: one segment at a time. With Parity
+	// the groups are the stripes: leave Width 0, or give K.
+	Width int
+	// DigestOnly records each chunk's hash and block digests but stores
+	// none of its data (feature "digest-only"): every chunk that is not
+	// all zero becomes a frame of codec format.CodecDigestOnly with an
+	// empty payload, so the segments hold only frame headers and
+	// indexes, a few MiB per TiB. Level is then ignored.
+	DigestOnly bool
 	// Resume continues an interrupted capture into dst from its
 	// checkpoint: options left zero are taken from it, the stored
 	// segments are checked and kept, the source up to there is read again
@@ -96,10 +112,27 @@ func (o *CaptureOptions) applyDefaults() error {
 		return fmt.Errorf("%w: --workers %d: use 1 to %d", ErrBadInput, o.Workers, MaxWorkers)
 	}
 	if o.Parity != nil {
+		if o.Width != 0 && o.Width != o.Parity.K {
+			return fmt.Errorf("%w: width %d with --parity %d+%d: a parity image grows the K segments of each stripe together; leave the width unset", ErrBadInput, o.Width, o.Parity.K, o.Parity.M)
+		}
+		o.Width = o.Parity.K
 		return o.checkParity()
+	}
+	if o.Width == 0 {
+		o.Width = 1
+	}
+	if o.Width < 1 || o.Width > format.MaxGroupWidth {
+		return fmt.Errorf("%w: width %d: grow 1 to %d segments together", ErrBadInput, o.Width, format.MaxGroupWidth)
+	}
+	if o.pipelineBudget() < pipelineCost(o.ChunkSize, minPipeline, o.compresses()) {
+		return fmt.Errorf("%w: width %d: its %d uploads at once need more memory than capture has beside the chunk pipeline; use fewer segments at once",
+			ErrBadInput, o.Width, o.Width)
 	}
 	return nil
 }
+
+// compresses reports whether capture compresses chunks.
+func (o *CaptureOptions) compresses() bool { return o.Level > 0 && !o.DigestOnly }
 
 // checkParity checks the parity geometry and that its accumulators fit
 // beside the smallest chunk pipeline in captureMemory (and within
@@ -119,10 +152,11 @@ func (o *CaptureOptions) checkParity() error {
 	if err := g.Validate(); err != nil {
 		return fmt.Errorf("%w: --parity: %w", ErrBadInput, err)
 	}
-	compress := o.Level > 0
-	// room is what parity may hold beside the smallest pipeline.
+	compress := o.compresses()
+	// room is what parity may hold beside the smallest pipeline and the
+	// uploads of a stripe's K data segments.
 	room := func(chunk int) int64 {
-		return min(MaxParityMemory, captureMemory-pipelineCost(chunk, minPipeline, compress))
+		return min(MaxParityMemory, captureMemory-groupUploadMemory(g.K)-pipelineCost(chunk, minPipeline, compress))
 	}
 	mem := int64(g.M) * format.ParityShardSize(o.SegmentSize, o.ChunkSize)
 	if mem <= room(o.ChunkSize) {
@@ -162,9 +196,9 @@ func sizeFlag(n int64) string {
 }
 
 // pipelineBudget is what the chunk pipeline may hold: captureMemory less
-// the parity accumulators.
+// the parity accumulators and the uploads of a group beyond the first.
 func (o *CaptureOptions) pipelineBudget() int64 {
-	budget := int64(captureMemory)
+	budget := int64(captureMemory) - groupUploadMemory(o.Width)
 	if o.Parity != nil {
 		budget -= int64(o.Parity.M) * format.ParityShardSize(o.SegmentSize, o.ChunkSize)
 	}
@@ -310,7 +344,7 @@ func planCapture(ctx context.Context, src *Source, dst store.Store, opts Capture
 		return nil, err
 	}
 	c.ck = &format.Checkpoint{Source: src.describe(), ChunkSize: opts.ChunkSize, Level: opts.Level,
-		SegmentSize: opts.SegmentSize, Parity: opts.Parity, CaptureStart: time.Now(), Stored: format.StoredDigest(nil, nil)}
+		SegmentSize: opts.SegmentSize, Parity: opts.Parity, Width: opts.widthWithoutParity(), DigestOnly: opts.DigestOnly, CaptureStart: time.Now(), Stored: format.StoredDigest(nil, nil)}
 	if opts.imageID != nil {
 		c.ck.ImageID = *opts.imageID
 	} else {
@@ -336,13 +370,20 @@ func (c *capture) run(ctx context.Context) (*CaptureResult, error) {
 	}
 	c.wrote = true
 	// The codec holds an encoder per worker: size both to the memory bound.
-	shape := shapeFor(c.opts.ChunkSize, c.opts.Workers, c.opts.Level > 0, c.opts.pipelineBudget())
-	codec, err := format.NewChunkCodec(max(c.opts.Level, 0), shape.workers, c.opts.ChunkSize)
+	shape := shapeFor(c.opts.ChunkSize, c.opts.Workers, c.opts.compresses(), c.opts.pipelineBudget())
+	level := max(c.opts.Level, 0)
+	if c.opts.DigestOnly {
+		level = 0 // nothing is compressed
+	}
+	codec, err := format.NewChunkCodec(level, shape.workers, c.opts.ChunkSize)
 	if err != nil {
 		return nil, err
 	}
 	defer codec.Close()
-	up := newUploader(ctx, c.dst, store.ConnectionsOf(c.dst, 2))
+	// A group's segments stream at once, each through its own upload,
+	// with the store's connections to spare for the previous group's
+	// last bytes.
+	up := newUploader(ctx, c.dst, c.opts.Width+store.ConnectionsOf(c.dst, 2))
 	// However the capture ends, no upload is left running.
 	defer func() { _ = up.wait() }()
 	iw, err := c.imageWriter(ctx, up, rs)
@@ -387,14 +428,18 @@ func (c *capture) imageWriter(ctx context.Context, up *uploader, rs format.Resum
 			return nil, err
 		}
 	}
+	if c.opts.Parity == nil && c.opts.Width > 1 {
+		if err := iw.SetWidth(c.opts.Width); err != nil {
+			return nil, err
+		}
+	}
 	if c.resume {
-		err := iw.Resume(rs, func(n uint32) (io.ReadCloser, error) { return c.dst.Get(ctx, format.DataID(n).Key(), 0, -1) })
-		if err != nil {
+		if err := iw.Resume(rs); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrBadInput, err)
 		}
 	}
-	// The state is taken now, when the segment is closed, and written
-	// once the segment (and every one before it) has arrived.
+	// The state is taken now, when a group of segments is closed, and
+	// written once the group (and every segment before it) has arrived.
 	iw.OnSegment(func(s format.SegmentDone) error {
 		state, err := hashState(c.whole)
 		if err != nil {
@@ -408,12 +453,47 @@ func (c *capture) imageWriter(ctx context.Context, up *uploader, rs format.Resum
 	return iw, nil
 }
 
-// pipeline is capture's chunk pipeline: workers hash and compress; the
-// sink feeds the whole-source hash and the image writer, in order.
+// pipeline is capture's chunk pipeline: workers hash and compress (or,
+// digest-only, only hash); the sink feeds the whole-source hash and the
+// image writer, in order.
 func (c *capture) pipeline(codec *format.ChunkCodec, iw *format.ImageWriter, shape pipelineShape) *chunkPipeline {
+	p := c.encodePipeline(codec, iw, shape)
+	if c.opts.DigestOnly {
+		p.process = func(j *chunkJob) { j.ec = format.DigestChunk(j.raw, j.blocks) }
+	}
+	return p
+}
+
+// requires lists the features the image needs beyond parity (which the
+// image writer adds).
+func (c *capture) requires() []string {
+	if c.opts.DigestOnly {
+		return []string{format.FeatureDigestOnly}
+	}
+	return nil
+}
+
+// compression is the manifest's record of how payloads were stored.
+func (c *capture) compression() format.Compression {
+	if c.opts.DigestOnly {
+		return format.Compression{Codec: "none"} // there are no payloads
+	}
+	return compressionOf(c.opts.Level)
+}
+
+// widthWithoutParity is the checkpoint's record of Width: 0 with parity
+// (the stripes are the groups) or for one segment at a time.
+func (o *CaptureOptions) widthWithoutParity() int {
+	if o.Parity != nil || o.Width <= 1 {
+		return 0
+	}
+	return o.Width
+}
+
+func (c *capture) encodePipeline(codec *format.ChunkCodec, iw *format.ImageWriter, shape pipelineShape) *chunkPipeline {
 	return &chunkPipeline{
 		src: c.src.reader(), name: c.src.Path, size: c.size, chunkSize: c.opts.ChunkSize,
-		first: c.first, last: c.nchunks, compress: c.opts.Level > 0, shape: shape,
+		first: c.first, last: c.nchunks, compress: c.opts.compresses(), shape: shape,
 		process: func(j *chunkJob) { j.ec = codec.Encode(j.raw, j.out, j.blocks) },
 		sink: func(j *chunkJob) error {
 			c.whole.Write(j.raw)
@@ -434,7 +514,8 @@ func (c *capture) finish(ctx context.Context, iw *format.ImageWriter, up *upload
 		Tool:         c.opts.Tool,
 		Size:         c.size,
 		ChunkSize:    c.opts.ChunkSize,
-		Compression:  compressionOf(c.opts.Level),
+		Compression:  c.compression(),
+		Requires:     c.requires(),
 		SHA256:       hex.EncodeToString(c.whole.Sum(nil)),
 		Source:       c.ck.Source,
 		CaptureStart: c.ck.CaptureStart.UTC(),

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/seedship/seedship/format"
@@ -17,7 +19,8 @@ import (
 
 // CheckpointKey is where a running capture records how far it got (spec
 // §7.1), from before its first segment is stored and after every stored
-// data segment, so that --resume can continue from there. Readers ignore
+// group of data segments (a stripe, with parity), so that --resume can
+// continue from there. Readers ignore
 // it; a finished capture deletes it.
 const CheckpointKey = format.CheckpointKey
 
@@ -97,6 +100,18 @@ func (o *CaptureOptions) adopt(ck *format.Checkpoint) error {
 	} else if o.SegmentSize != ck.SegmentSize {
 		return mismatch("--segment-size", o.SegmentSize, ck.SegmentSize)
 	}
+	switch ckWidth := max(ck.Width, 1); {
+	case o.Width == 0:
+		o.Width = ck.Width
+	case ck.Parity == nil && o.Width != ckWidth:
+		return mismatch("width", o.Width, ckWidth)
+	}
+	switch {
+	case o.DigestOnly && !ck.DigestOnly:
+		return mismatch("--digest-only", true, false)
+	default:
+		o.DigestOnly = ck.DigestOnly
+	}
 	switch {
 	case o.Parity == nil:
 		o.Parity = ck.Parity
@@ -148,11 +163,13 @@ func (c *capture) prepareResume(ctx context.Context) (format.ResumeState, error)
 }
 
 // removeStrays deletes the segments past the checkpoint: a run killed
-// between storing a segment and checkpointing it leaves one.
+// while a group was being written leaves its segments, stored or not,
+// and a run killed between storing a group and checkpointing it leaves
+// the whole group and its parity.
 func (c *capture) removeStrays(ctx context.Context) error {
 	parityKept := uint32(0)
 	if g := c.ck.Parity; g != nil {
-		parityKept = c.ck.Segments / uint32(g.K) * uint32(g.M)
+		parityKept = stripesOf(c.ck.Segments, g.K) * uint32(g.M)
 	}
 	var strays []string
 	for _, prefix := range []string{"data/", "parity/"} {
@@ -177,38 +194,74 @@ func (c *capture) removeStrays(ctx context.Context) error {
 }
 
 // storedState rebuilds, from the stored segments, the chunk table and
-// segment tables of the first ck.Segments data segments and of the parity
-// of the stripes they complete, reading each segment's header and index
-// (small ranged reads), not its data. It trusts no count of the
+// segment tables of the first ck.Segments data segments (whole groups,
+// spec §5.5) and of their stripes' parity, reading each segment's header
+// and index (small ranged reads), not its data. It trusts no count of the
 // checkpoint over what is stored: the stored segments must be exactly the
-// ones it was sealed with, and its chunk count must be the one they end
-// at, or past it only by zero chunks (which proveSource re-reads). Errors
-// wrap ErrBadInput.
+// ones it was sealed with, each segment's chunks in increasing order, each
+// group's chunks before the next group's, and its chunk count must be the
+// one they end at, or past it only by zero chunks (which proveSource
+// re-reads). Errors wrap ErrBadInput.
 func (c *capture) storedState(ctx context.Context) (format.ResumeState, error) {
 	var rs format.ResumeState
 	ck := c.ck
 	zeros := zeroHashes{chunkSize: ck.ChunkSize, size: ck.Source.Size}
+	width := uint32(max(ck.Width, 1))
+	if ck.Parity != nil {
+		width = uint32(ck.Parity.K)
+	}
+	// A checkpoint falls on a group boundary; only the image's last
+	// group, closed when the source ended, may be short.
+	if ck.Segments%width != 0 && ck.Chunks != zeros.chunks() {
+		return rs, fmt.Errorf("%w: %s counts %d data segments, not whole groups of %d, before the end of the source: capture again into an empty destination",
+			ErrBadInput, CheckpointKey, ck.Segments, width)
+	}
+	type storedChunk struct {
+		index uint64
+		entry format.ChunkEntry
+	}
+	var stored []storedChunk
+	var groupEnd, groupMax uint64 // one past the highest chunk of the groups before this one, and of this one so far
 	for n := range ck.Segments {
 		if err := ctx.Err(); err != nil {
 			return rs, err
+		}
+		if n%width == 0 {
+			groupEnd = groupMax
 		}
 		sum, entries, err := c.readDataIndex(ctx, n)
 		if err != nil {
 			return rs, err
 		}
-		for _, e := range entries {
-			if e.Index < uint64(len(rs.Chunks)) || e.Index >= ck.Chunks {
-				return rs, cannotResume(sum.Number, fmt.Errorf("chunk %d out of order or past the checkpoint's %d", e.Index, ck.Chunks))
+		for k, e := range entries {
+			switch {
+			case e.Index >= ck.Chunks:
+				return rs, cannotResume(n, fmt.Errorf("chunk %d past the checkpoint's %d", e.Index, ck.Chunks))
+			case k > 0 && e.Index <= entries[k-1].Index:
+				return rs, cannotResume(n, fmt.Errorf("chunk %d out of order", e.Index))
+			case e.Index < groupEnd:
+				return rs, cannotResume(n, fmt.Errorf("chunk %d lies before the last chunk of an earlier group", e.Index))
 			}
-			rs.Chunks = zeros.fill(rs.Chunks, e.Index)
-			rs.Chunks = append(rs.Chunks, format.ChunkEntry{Hash: e.Hash, Offset: e.Offset, Segment: n,
-				PayloadLen: e.PayloadLen, Kind: format.KindStored, Codec: e.Codec})
+			groupMax = max(groupMax, e.Index+1)
+			stored = append(stored, storedChunk{e.Index, format.ChunkEntry{Hash: e.Hash, Offset: e.Offset, Segment: n,
+				PayloadLen: e.PayloadLen, Kind: format.KindStored, Codec: e.Codec}})
 		}
 		rs.Segments = append(rs.Segments, sum)
 	}
+	// The segments of a group interleave their chunks: the table is
+	// built in chunk order, the gaps between stored chunks being zero
+	// chunks (proveSource re-reads them).
+	slices.SortFunc(stored, func(a, b storedChunk) int { return cmp.Compare(a.index, b.index) })
+	for k, sc := range stored {
+		if k > 0 && sc.index == stored[k-1].index {
+			return rs, cannotResume(sc.entry.Segment, fmt.Errorf("chunk %d stored twice (also in %s)", sc.index, format.DataID(stored[k-1].entry.Segment).Key()))
+		}
+		rs.Chunks = zeros.fill(rs.Chunks, sc.index)
+		rs.Chunks = append(rs.Chunks, sc.entry)
+	}
 	// The chunks after the last stored one up to the checkpoint's count
 	// were read and found zero (a disk's free space at its end): a
-	// checkpoint written once the last segment was stored counts them.
+	// checkpoint written once the last group was stored counts them.
 	// They are not taken on trust: proveSource re-reads them with the
 	// rest. The count was bounded by the source's size when the
 	// checkpoint was parsed.
@@ -249,15 +302,20 @@ func (c *capture) readDataIndex(ctx context.Context, n uint32) (format.SegmentSu
 	return sum, entries, nil
 }
 
-// readParity reads the summaries of the parity segments of the complete
-// stripes among the stored data segments.
+// stripesOf returns the stripes of k data segments that d stored data
+// segments make: a checkpoint records whole stripes, and a last, short
+// one only once the source has ended, with its parity.
+func stripesOf(d uint32, k int) uint32 { return (d + uint32(k) - 1) / uint32(k) }
+
+// readParity reads the summaries of the parity segments of the stripes
+// of the stored data segments.
 func (c *capture) readParity(ctx context.Context) ([]format.SegmentSummary, error) {
 	g := c.ck.Parity
 	if g == nil {
 		return nil, nil
 	}
 	var out []format.SegmentSummary
-	for s := range c.ck.Segments / uint32(g.K) {
+	for s := range stripesOf(c.ck.Segments, g.K) {
 		for j := range g.M {
 			n := g.ParityNumber(s, j)
 			key := format.ParityID(n).Key()

@@ -16,7 +16,12 @@ import (
 // ones are still being sent (on a WAN link the round trips would otherwise
 // stall capture). Work that must follow a segment's arrival, the resume
 // checkpoint, runs in order once that segment and all before it are
-// stored. Memory: jobs uploads, each bounded by the store.
+// stored. A capture that grows a group of segments together (a parity
+// stripe, or a width) keeps all of them open at once, so it runs at least
+// as many uploads as the group has segments, plus the store's connections
+// for the previous group's tails: with fewer, creating a group's last
+// segment would wait for an upload that ends only when the group closes.
+// Memory: jobs uploads, each bounded by the store.
 type uploader struct {
 	ctx  context.Context
 	dst  store.Store

@@ -19,17 +19,19 @@ const CheckpointKey = "capture.ckpt"
 const MaxCheckpointSize = 64 << 10
 
 // checkpointVersion 2 added the seal and the stored-segments digest;
-// version 1 checkpoints (unsealed) are refused.
-const checkpointVersion = 2
+// version 3, of image format version 2, records the image format version
+// and falls on group boundaries (spec §7.1). Older checkpoints are
+// refused.
+const checkpointVersion = 3
 
 // checkpointDomain separates checkpoint seals from every other SHA-256.
 const checkpointDomain = "seedship-checkpoint\n"
 
 // Checkpoint is the progress record of an unfinished capture (spec §7.1):
-// data segments 0 … Segments−1 and the parity of the stripes they complete
-// are stored, the first Chunks chunks are recorded (the last stored one is
-// the last frame of segment Segments−1), and SHA256State is the
-// whole-source SHA-256 state after Chunks chunks.
+// data segments 0 … Segments−1 (whole groups, spec §5.5) and the parity
+// of their stripes are stored, the first Chunks chunks are recorded (the
+// last stored one is the last frame of the last group), and SHA256State
+// is the whole-source SHA-256 state after Chunks chunks.
 type Checkpoint struct {
 	ImageID      [16]byte
 	Source       Source
@@ -37,6 +39,8 @@ type Checkpoint struct {
 	Level        int
 	SegmentSize  int64
 	Parity       *Geometry
+	Width        int  // data segments grown together without parity (0 or 1: one at a time)
+	DigestOnly   bool // a digest-only image (feature "digest-only")
 	CaptureStart time.Time
 	Segments     uint32
 	Chunks       uint64
@@ -50,12 +54,15 @@ type Checkpoint struct {
 type checkpointJSON struct {
 	Format       string    `json:"format"`
 	Version      int       `json:"version"`
+	ImageFormat  int       `json:"image_format"`
 	ImageID      string    `json:"image_id"`
 	Source       Source    `json:"source"`
 	ChunkSize    int       `json:"chunk_size"`
 	Level        int       `json:"level"`
 	SegmentSize  int64     `json:"segment_size"`
 	Parity       *Geometry `json:"parity,omitempty"`
+	Width        int       `json:"width,omitempty"`
+	DigestOnly   bool      `json:"digest_only,omitempty"`
 	CaptureStart time.Time `json:"capture_start"`
 	Segments     uint32    `json:"segments"`
 	Chunks       uint64    `json:"chunks"`
@@ -134,9 +141,9 @@ func checkpointSeal(imageID [16]byte, j checkpointJSON) (Hash, error) {
 // authenticates the rest (spec §7.1).
 func (c *Checkpoint) Marshal() ([]byte, error) {
 	j := checkpointJSON{
-		Format: "seedship-checkpoint", Version: checkpointVersion, ImageID: hex.EncodeToString(c.ImageID[:]),
+		Format: "seedship-checkpoint", Version: checkpointVersion, ImageFormat: formatVersion, ImageID: hex.EncodeToString(c.ImageID[:]),
 		Source: c.Source, ChunkSize: c.ChunkSize, Level: c.Level, SegmentSize: c.SegmentSize, Parity: c.Parity,
-		CaptureStart: c.CaptureStart, Segments: c.Segments, Chunks: c.Chunks, SHA256State: c.SHA256State,
+		Width: c.Width, DigestOnly: c.DigestOnly, CaptureStart: c.CaptureStart, Segments: c.Segments, Chunks: c.Chunks, SHA256State: c.SHA256State,
 		Stored: hex.EncodeToString(c.Stored[:]),
 	}
 	seal, err := checkpointSeal(c.ImageID, j)
@@ -165,11 +172,12 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 	if jerr := json.Unmarshal(b, &j); jerr != nil || j.Format != "seedship-checkpoint" {
 		return nil, fmt.Errorf("%w: not a capture checkpoint", ErrFormat)
 	}
-	if j.Version != checkpointVersion {
-		return nil, fmt.Errorf("%w: checkpoint version %d, this seedship reads %d", ErrVersion, j.Version, checkpointVersion)
+	if j.Version != checkpointVersion || j.ImageFormat != formatVersion {
+		return nil, fmt.Errorf("%w: checkpoint version %d of image format %d, made by another seedship; this seedship reads version %d of format %d: capture again into an empty destination",
+			ErrVersion, j.Version, j.ImageFormat, checkpointVersion, formatVersion)
 	}
 	c := &Checkpoint{Source: j.Source, ChunkSize: j.ChunkSize, Level: j.Level, SegmentSize: j.SegmentSize,
-		Parity: j.Parity, CaptureStart: j.CaptureStart, Segments: j.Segments, Chunks: j.Chunks, SHA256State: j.SHA256State}
+		Parity: j.Parity, Width: j.Width, DigestOnly: j.DigestOnly, CaptureStart: j.CaptureStart, Segments: j.Segments, Chunks: j.Chunks, SHA256State: j.SHA256State}
 	if err := decodeHex(c.ImageID[:], j.ImageID); err != nil {
 		return nil, corruptf("checkpoint image id: %v", err)
 	}
@@ -198,6 +206,8 @@ func (c *Checkpoint) validate() error {
 		return corruptf("checkpoint source size %d", c.Source.Size)
 	case c.Segments > maxSegmentNumber:
 		return corruptf("checkpoint counts %d segments", c.Segments)
+	case c.Width < 0 || c.Width > MaxGroupWidth || c.Width > 1 && c.Parity != nil:
+		return corruptf("checkpoint width %d", c.Width)
 	}
 	if nchunks := uint64((c.Source.Size + int64(c.ChunkSize) - 1) / int64(c.ChunkSize)); c.Chunks > nchunks {
 		return corruptf("checkpoint counts %d chunks in a source of %d", c.Chunks, nchunks)

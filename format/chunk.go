@@ -103,22 +103,10 @@ func incompressible(raw, compressed int) bool {
 // digests; the returned chunk's Blocks aliases it, its Payload aliases dst
 // or raw. Encode never retains raw or dst after returning.
 func (c *ChunkCodec) Encode(raw, dst []byte, blocks []BlockDigest) EncodedChunk {
-	n := NumBlocks(len(raw))
-	ec := EncodedChunk{RawLen: len(raw), Blocks: blocks[:n]}
-	if IsZero(raw) {
-		ec.Zero = true
-		ec.Hash = ZeroChunkHash(len(raw))
-		zd := zeroBlockDigest
-		for i := range ec.Blocks {
-			ec.Blocks[i] = zd
-		}
-		if rem := len(raw) % blockSize; rem != 0 {
-			// The short last block has its own digest.
-			ChunkHash(raw[len(raw)-rem:], ec.Blocks[n-1:])
-		}
+	ec, zero := hashChunk(raw, blocks)
+	if zero {
 		return ec
 	}
-	ec.Hash = ChunkHash(raw, ec.Blocks)
 	if c.enc != nil {
 		bp := c.scratch.Get().(*[]byte)
 		f := append((*bp)[:0], raw...)
@@ -132,6 +120,42 @@ func (c *ChunkCodec) Encode(raw, dst []byte, blocks []BlockDigest) EncodedChunk 
 		}
 	}
 	ec.Codec, ec.Payload = CodecRaw, raw
+	return ec
+}
+
+// hashChunk starts the encoding of raw: its length, hash and block
+// digests (into blocks), and whether it is a zero chunk (then ec is
+// complete).
+func hashChunk(raw []byte, blocks []BlockDigest) (ec EncodedChunk, zero bool) {
+	n := NumBlocks(len(raw))
+	ec = EncodedChunk{RawLen: len(raw), Blocks: blocks[:n]}
+	if IsZero(raw) {
+		ec.Zero = true
+		ec.Hash = ZeroChunkHash(len(raw))
+		zd := zeroBlockDigest
+		for i := range ec.Blocks {
+			ec.Blocks[i] = zd
+		}
+		if rem := len(raw) % blockSize; rem != 0 {
+			// The short last block has its own digest.
+			ChunkHash(raw[len(raw)-rem:], ec.Blocks[n-1:])
+		}
+		return ec, true
+	}
+	ec.Hash = ChunkHash(raw, ec.Blocks)
+	return ec, false
+}
+
+// DigestChunk encodes raw for a digest-only image (feature
+// "digest-only"): it is hashed (chunk hash and block digests, into
+// blocks) but not stored; a chunk that is not all zero becomes a frame of
+// codec CodecDigestOnly with an empty payload. DigestChunk never retains
+// raw.
+func DigestChunk(raw []byte, blocks []BlockDigest) EncodedChunk {
+	ec, zero := hashChunk(raw, blocks)
+	if !zero {
+		ec.Codec, ec.Payload = CodecDigestOnly, nil
+	}
 	return ec
 }
 

@@ -4,7 +4,7 @@ package format
 // changes the bytes on disk and needs a new formatVersion.
 const (
 	// formatVersion is the container format version this package writes and reads.
-	formatVersion = 1
+	formatVersion = 2
 
 	// blockSize is the granularity of block digests, the unit a catch-up
 	// compares: 64 KiB, as the issue tracker's catch-up work requires.

@@ -101,3 +101,25 @@ func IsDamage(err error) bool {
 	return (errors.As(err, &ce) || errors.As(err, &se)) &&
 		(errors.Is(err, ErrFormat) || errors.Is(err, ErrVersion))
 }
+
+// versionError is the one-line refusal of a file of format version v,
+// which is not the one this seedship reads. It matches ErrVersion.
+func versionError(v int) error { return &VersionError{Version: v} }
+
+// VersionError says a manifest, segment or checkpoint is of an image
+// format version this seedship does not read, and what to do about it.
+// errors.Is(err, ErrVersion) holds for it.
+type VersionError struct {
+	Version int // the version found
+}
+
+func (e *VersionError) Error() string {
+	if e.Version < formatVersion {
+		return fmt.Sprintf("format: image format version %d, made by an older seedship; this seedship reads version %d: capture it again (or restore it with the seedship that made it)",
+			e.Version, formatVersion)
+	}
+	return fmt.Sprintf("format: image format version %d, made by a newer seedship; this seedship reads version %d: upgrade seedship", e.Version, formatVersion)
+}
+
+// Is makes errors.Is(err, ErrVersion) true.
+func (e *VersionError) Is(target error) bool { return target == ErrVersion }

@@ -37,6 +37,7 @@ type Header struct {
 	BlockDigestLen int         `json:"block_digest_len"`
 	ChunkHash      string      `json:"chunk_hash"` // "sha256-tree"
 	SegmentSize    int64       `json:"segment_size"`
+	Width          int         `json:"width,omitempty"` // data segments grown together without parity (spec §5.5); absent: 1
 	Compression    Compression `json:"compression"`
 	SHA256         string      `json:"sha256"` // whole raw source, hex
 	Source         Source      `json:"source"`
@@ -259,7 +260,7 @@ func manifestLength(pre []byte) (int64, error) {
 		return 0, fmt.Errorf("%w: bad manifest magic", ErrFormat)
 	}
 	if v := binary.LittleEndian.Uint16(pre[8:]); v != formatVersion {
-		return 0, fmt.Errorf("%w: manifest version %d, this seedship reads version %d", ErrVersion, v, formatVersion)
+		return 0, versionError(int(v))
 	}
 	hl := uint64(binary.LittleEndian.Uint32(pre[12:]))
 	nc := binary.LittleEndian.Uint64(pre[16:])
@@ -288,7 +289,7 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: bad manifest magic", ErrFormat)
 	}
 	if v := binary.LittleEndian.Uint16(b[8:]); v != formatVersion {
-		return nil, fmt.Errorf("%w: manifest version %d, this seedship reads version %d", ErrVersion, v, formatVersion)
+		return nil, versionError(int(v))
 	}
 	if [8]byte(b[len(b)-8:]) != manifestTrailMagic {
 		return nil, corruptf("manifest trailer missing: truncated")
@@ -403,7 +404,7 @@ func (m *Manifest) validateHeader() error {
 		return corruptf("manifest format field %q", h.Format)
 	}
 	if h.Version != formatVersion {
-		return fmt.Errorf("%w: manifest header version %d", ErrVersion, h.Version)
+		return versionError(h.Version)
 	}
 	for _, f := range h.Requires {
 		if !slices.Contains(supportedFeatures, f) {
@@ -487,13 +488,23 @@ func (m *Manifest) validateSegments() (stored int64, err error) {
 	return stored, nil
 }
 
+// GroupWidth returns how many data segments the writer grew together
+// (spec §5.5): K with parity, the header's width without (1 if absent).
+func (m *Manifest) GroupWidth() int {
+	if g, ok := m.Geometry(); ok {
+		return g.K
+	}
+	return max(m.Header.Width, 1)
+}
+
 // validateChunks checks the chunk table (invariant 5) and returns the
 // number of zero chunks.
 func (m *Manifest) validateChunks() (zeros uint64, err error) {
 	zeroHash := map[int64]Hash{}
 	frames := make(map[uint32]uint32, len(m.Segments))
-	var prevSeg uint32
-	var prevEnd int64
+	next := make(map[uint32]int64, len(m.Segments)) // where each segment's next frame starts
+	width := uint32(m.GroupWidth())
+	var group uint32 // the group of the last stored chunk
 	for i := range m.Chunks {
 		c := &m.Chunks[i]
 		_, rawLen := m.ChunkRange(uint64(i))
@@ -509,10 +520,16 @@ func (m *Manifest) validateChunks() (zeros uint64, err error) {
 				return 0, corruptf("zero chunk %d has a stored location or a non-zero hash", i)
 			}
 		case KindStored:
-			if err := m.validateStored(i, rawLen, prevSeg, prevEnd); err != nil {
+			if err := m.validateStored(i, rawLen, next); err != nil {
 				return 0, err
 			}
-			prevSeg, prevEnd = c.Segment, c.Offset+c.FrameLen()
+			// A group's frames all come before the next group's.
+			g := c.Segment / width
+			if g < group {
+				return 0, corruptf("chunk %d in segment %d, a group before the previous chunk's", i, c.Segment)
+			}
+			group = g
+			next[c.Segment] = c.Offset + c.FrameLen()
 			frames[c.Segment]++
 		case KindBase:
 			if !m.Header.RequiresFeature(FeatureDelta) {
@@ -530,12 +547,38 @@ func (m *Manifest) validateChunks() (zeros uint64, err error) {
 			return 0, corruptf("segment %d: table says %d frames, chunk table places %d", s.Number, s.Frames, frames[s.Number])
 		}
 	}
-	return zeros, nil
+	return zeros, m.validateGroups()
 }
 
-// validateStored checks one stored chunk's entry; prevSeg and prevEnd
-// locate the previous stored chunk's frame (prevEnd 0: none yet).
-func (m *Manifest) validateStored(i int, rawLen int64, prevSeg uint32, prevEnd int64) error {
+// validateGroups checks the grouping of data segments (spec §5.5) when
+// segments were grown together: segments numbered 0 … D−1, and a last
+// group with fewer segments than the width only when it held fewer
+// frames, one in each.
+func (m *Manifest) validateGroups() error {
+	width := m.GroupWidth()
+	if width == 1 {
+		return nil
+	}
+	if _, ok := m.Geometry(); !ok && width > MaxGroupWidth {
+		return corruptf("width %d above %d", width, MaxGroupWidth)
+	}
+	for i, s := range m.Segments {
+		if s.Number != uint32(i) {
+			return corruptf("data segment %d numbered %d in an image of groups of %d", i, s.Number, width)
+		}
+	}
+	short := len(m.Segments) % width
+	for _, s := range m.Segments[len(m.Segments)-short:] {
+		if s.Frames != 1 {
+			return corruptf("data segment %d: the last group has %d of %d segments, but %d frames in this one", s.Number, short, width, s.Frames)
+		}
+	}
+	return nil
+}
+
+// validateStored checks one stored chunk's entry; next holds where the
+// next frame of each segment that already has one starts.
+func (m *Manifest) validateStored(i int, rawLen int64, next map[uint32]int64) error {
 	c := &m.Chunks[i]
 	seg, ok := m.dataSegment(c.Segment)
 	if !ok {
@@ -553,13 +596,14 @@ func (m *Manifest) validateStored(i int, rawLen int64, prevSeg uint32, prevEnd i
 	if c.PayloadLen > maxPayload(int(rawLen)) || (c.Codec == CodecRaw && int64(c.PayloadLen) != rawLen) {
 		return corruptf("chunk %d: payload length %d for %d raw bytes", i, c.PayloadLen, rawLen)
 	}
-	// Frames are laid out in chunk order, back to back.
-	if c.Segment == prevSeg && prevEnd != 0 {
-		if c.Offset != prevEnd {
-			return corruptf("chunk %d at offset %d of segment %d, expected %d", i, c.Offset, c.Segment, prevEnd)
-		}
-	} else if c.Segment < prevSeg || c.Offset != SegmentHeaderSize {
-		return corruptf("chunk %d starts segment %d at offset %d", i, c.Segment, c.Offset)
+	// Each segment's frames lie back to back in chunk order, from the
+	// end of its header.
+	want, ok := next[c.Segment]
+	if !ok {
+		want = SegmentHeaderSize
+	}
+	if c.Offset != want {
+		return corruptf("chunk %d at offset %d of segment %d, expected %d", i, c.Offset, c.Segment, want)
 	}
 	if c.Offset+c.FrameLen() > seg.Size-FooterSize {
 		return corruptf("chunk %d runs past the end of segment %d", i, c.Segment)
@@ -601,7 +645,13 @@ func (m *Manifest) validateParity() error {
 		if len(m.Parity) != 0 || h.ParityBytes != 0 {
 			return corruptf("%d parity segments in an image without parity", len(m.Parity))
 		}
+		if h.Width < 0 || h.Width > MaxGroupWidth {
+			return corruptf("width %d: want 1 to %d", h.Width, MaxGroupWidth)
+		}
 		return nil
+	}
+	if h.Width != 0 {
+		return corruptf("width %d in a parity image, whose groups are its stripes", h.Width)
 	}
 	g, _ := m.Geometry()
 	if err := g.Validate(); err != nil {

@@ -2,6 +2,7 @@ package format
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 )
@@ -39,11 +40,22 @@ func buildParityImage(t testing.TB, src []byte, chunk int, segSize int64, g Geom
 
 func TestParityMatchesFullEncode(t *testing.T) {
 	g := Geometry{K: 3, M: 2, RowSize: 4096}
-	src := testSource(40*MinChunkSize+77, MinChunkSize, 21)
-	m, segs, par := buildParityImage(t, src, MinChunkSize, 100<<10, g)
-	if len(m.Segments) < 4 || len(m.Segments)%g.K == 0 {
-		t.Fatalf("want a short last stripe, got %d data segments", len(m.Segments))
+	// 40 chunks make full stripes whose last one has short segments;
+	// 37 leave a last stripe of fewer frames than K, so of fewer
+	// segments.
+	for _, n := range []int{40, 37} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			src := testSource(n*MinChunkSize+77, MinChunkSize, 21)
+			m, segs, par := buildParityImage(t, src, MinChunkSize, 100<<10, g)
+			if len(m.Segments) < 4 || (n == 37) == (len(m.Segments)%g.K == 0) {
+				t.Fatalf("%d chunks: got %d data segments", n, len(m.Segments))
+			}
+			checkParityMatchesFullEncode(t, g, m, segs, par)
+		})
 	}
+}
+
+func checkParityMatchesFullEncode(t *testing.T, g Geometry, m *Manifest, segs memSegments, par map[string][]byte) {
 	mb, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)

@@ -280,7 +280,8 @@ func (m *Manifest) checkEntries(n uint32, chunks []uint64, entries []IndexEntry)
 	}
 	for i, e := range entries {
 		c := m.Chunks[chunks[i]]
-		if e.Index != chunks[i] || e.Hash != c.Hash || e.Offset != c.Offset || e.PayloadLen != c.PayloadLen || e.Codec != c.Codec {
+		_, length := m.ChunkRange(chunks[i])
+		if e.Index != chunks[i] || e.Hash != c.Hash || e.Offset != c.Offset || e.PayloadLen != c.PayloadLen || e.Codec != c.Codec || int64(e.RawLen) != length {
 			return corruptf("segment %d: index entry %d disagrees with the manifest", n, i)
 		}
 	}

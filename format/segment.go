@@ -50,7 +50,7 @@ func parseSegmentHeader(b []byte) (segmentHeader, error) {
 	}
 	h.Version = binary.LittleEndian.Uint16(b[8:])
 	if h.Version != formatVersion {
-		return h, fmt.Errorf("%w: segment version %d, this seedship reads %d", ErrVersion, h.Version, formatVersion)
+		return h, versionError(int(h.Version))
 	}
 	kind := binary.LittleEndian.Uint16(b[10:])
 	if kind > uint16(SegmentParity) {

@@ -75,17 +75,18 @@ type vectorSpec struct {
 	segSize    int64
 	gen        func(size, chunk int) []byte
 	parity     *Geometry
+	width      int // data segments grown together without parity (0: one)
 }
 
 var cleanVectors = []vectorSpec{
 	{"basic", "64 KiB chunks: zero, random, text, zero, ... and a short last chunk", 5*65536 + 123, MinChunkSize, 1 << 20,
-		func(size, chunk int) []byte { return testSource(size, chunk, 11) }, nil},
+		func(size, chunk int) []byte { return testSource(size, chunk, 11) }, nil, 0},
 	{"empty", "a zero-length source: no chunks, no segments", 0, MinChunkSize, 1 << 20,
-		func(size, chunk int) []byte { return nil }, nil},
+		func(size, chunk int) []byte { return nil }, nil, 0},
 	{"one-byte", "a one-byte source (0x2a)", 1, MinChunkSize, 1 << 20,
-		func(size, chunk int) []byte { return []byte{42} }, nil},
+		func(size, chunk int) []byte { return []byte{42} }, nil, 0},
 	{"all-zero", "three zero chunks: nothing stored", 3 * MinChunkSize, MinChunkSize, 1 << 20,
-		func(size, chunk int) []byte { return make([]byte, size) }, nil},
+		func(size, chunk int) []byte { return make([]byte, size) }, nil, 0},
 	{"parity", "Reed-Solomon 2+1 parity, 4 KiB rows, over 64 KiB segments; the last stripe is short", 12*MinChunkSize + 999, MinChunkSize, 64 << 10,
 		func(size, chunk int) []byte {
 			b := testSource(size, chunk, 17)
@@ -94,7 +95,7 @@ var cleanVectors = []vectorSpec{
 				b[i] = byte(r.Uint32())
 			}
 			return b
-		}, &Geometry{K: 2, M: 1, RowSize: 4096}},
+		}, &Geometry{K: 2, M: 1, RowSize: 4096}, 0},
 	{"x86", "machine-code-like chunks: CALL/JMP displacements stored with the x86 filter (codec 3)", 4*MinChunkSize + 4321, MinChunkSize, 1 << 20,
 		func(size, chunk int) []byte {
 			r := rand.New(rand.NewPCG(86, 86))
@@ -111,7 +112,7 @@ var cleanVectors = []vectorSpec{
 				i++
 			}
 			return b
-		}, nil},
+		}, nil, 0},
 	{"multi-segment", "incompressible chunks stored raw across two 1 MiB segments", 32 * MinChunkSize, MinChunkSize, 1 << 20,
 		func(size, chunk int) []byte {
 			b := testSource(size, chunk, 5)
@@ -126,7 +127,20 @@ var cleanVectors = []vectorSpec{
 				}
 			}
 			return b
-		}, nil},
+		}, nil, 0},
+	{"parity-balanced", "Reed-Solomon 3+2 parity, 4 KiB rows, 128 KiB segments: each stripe's three data segments grow together (every frame to the shortest), ending within one frame of each other, so its parity costs about 2/3 of its data; the last stripe ends early, its segments shorter than the segment size", 20*MinChunkSize + 4097, MinChunkSize, 128 << 10,
+		func(size, chunk int) []byte {
+			b := testSource(size, chunk, 23)
+			r := rand.New(rand.NewPCG(23, 3))
+			for i := 0; i < size; i++ {
+				if (i/chunk)%4 == 1 {
+					b[i] = byte(r.Uint32())
+				}
+			}
+			return b
+		}, &Geometry{K: 3, M: 2, RowSize: 4096}, 0},
+	{"width", "no parity, three data segments grown together (width 3, spec §5.5), 256 KiB segments", 16*MinChunkSize + 100, MinChunkSize, 256 << 10,
+		func(size, chunk int) []byte { return testSource(size, chunk, 31) }, nil, 3},
 }
 
 var corruptVectors = []vector{
@@ -142,7 +156,7 @@ var corruptVectors = []vector{
 		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: -100, Xor: 0x04}, ExpectErr: "corrupt"},
 	{Name: "manifest-truncated", Base: "basic", Description: "manifest missing its last byte",
 		Mutate: &vectorMutation{Key: "manifest.ssm", Truncate: ptr(int64(-1))}, ExpectErr: "corrupt"},
-	{Name: "manifest-version", Base: "basic", Description: "manifest version field set to 2",
+	{Name: "manifest-version", Base: "basic", Description: "manifest version field set to 1 (an older seedship's image)",
 		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: 8, Xor: 0x03}, ExpectErr: "version"},
 	{Name: "not-a-manifest", Base: "basic", Description: "manifest magic replaced",
 		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: 0, Xor: 0x20}, ExpectErr: "format"},
@@ -160,6 +174,9 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	w, err := NewImageWriter(segs.create, vectorID(vs.name), vs.segSize, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if vs.width > 1 {
+		must(t, w.SetWidth(vs.width))
 	}
 	if vs.parity != nil {
 		must(t, w.SetParity(*vs.parity, func(ps *ParitySegment) error {

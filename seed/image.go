@@ -95,7 +95,10 @@ func New(st store.Store, m *format.Manifest, mb []byte) *Image {
 
 func newImage(st store.Store, m *format.Manifest, mb []byte, from string) *Image {
 	id, _ := m.ImageID() // checked when the manifest was decoded
-	return &Image{st: st, m: m, mb: mb, from: from, id: id, chunks: m.SegmentChunks(), idx: newIndexCache(8)}
+	// Chunk order visits a group's segments in turn (spec §5.5): the
+	// cache holds two groups' indexes, which together hold at most
+	// 2 × 4,096 entries, as 8 indexes of single segments may.
+	return &Image{st: st, m: m, mb: mb, from: from, id: id, chunks: m.SegmentChunks(), idx: newIndexCache(max(8, 2*m.GroupWidth()))}
 }
 
 // In returns the same image read from another store: a copy elsewhere (a

@@ -78,7 +78,7 @@ func (r *reader) run1(ctx context.Context, n uint32, run []uint64, entries []for
 			continue
 		}
 		if entries != nil {
-			w.blocks = entries[pos[i]].Blocks
+			w.entry = &entries[pos[i]]
 		}
 		select {
 		case r.work <- w:

@@ -36,6 +36,14 @@ type ReadOptions struct {
 	// from the segment's index); the segments' other bytes are not read
 	// or checked.
 	Chunks []uint64
+	// OnDigest, if set, receives each stored chunk of a digest-only
+	// image (feature "digest-only": its frames hold no payload, so there
+	// is nothing to decode) with its segment index entry: the chunk hash
+	// and block digests, checked against the manifest, and the frame
+	// header read from the segment checked against both. It is called
+	// from worker goroutines concurrently. An error from it ends the
+	// read.
+	OnDigest func(index uint64, e format.IndexEntry) error
 	// OnDamage, if set, receives each piece of damage found, from any
 	// goroutine (calls are serialised). An error from it ends the read.
 	OnDamage func(Damage) error
@@ -57,13 +65,17 @@ type ReadStats struct {
 	ChunksOK     uint64 // stored chunks that passed every check
 	ZeroChunks   uint64 // zero chunks of the image (nothing to read)
 	BytesChecked int64  // raw bytes of the chunks that passed
+	// Digests counts the stored chunks of a digest-only image whose
+	// frame header and index entry passed every check (they have no
+	// data to check: ChunksOK and BytesChecked do not count them).
+	Digests uint64
 }
 
 // frameWork is one frame handed from a segment reader to a worker.
 type frameWork struct {
-	frame  format.Frame
-	buf    []byte
-	blocks []format.BlockDigest // the index's digests; nil when the index is unreadable
+	frame format.Frame
+	buf   []byte
+	entry *format.IndexEntry // the segment index's entry; nil when the index is unreadable
 }
 
 // reader is the state of one Read.
@@ -83,7 +95,9 @@ type reader struct {
 // every chunk (decoded within its length, then its chunk hash and the
 // block digests of the segment's index), the index and footer against the
 // manifest, the segment's size and, with opts.Parity, its row CRCs.
-// Verified chunks go to opts.OnChunk; damage goes to opts.OnDamage and
+// Verified chunks go to opts.OnChunk; the chunks of a digest-only image,
+// which hold no data, go to opts.OnDigest with their index entries once
+// the segment's structure around them checks out; damage goes to opts.OnDamage and
 // does not stop the read (unless opts.StopOnDamage). The error is for
 // failures that stop it: operational read errors, cancellation, OnChunk
 // errors, or damage with StopOnDamage. Memory is bounded by a fixed set of
@@ -264,10 +278,13 @@ func (r *reader) verify(w frameWork, out []byte, blocks []format.BlockDigest) er
 	i := w.frame.Index
 	off, length := m.ChunkRange(i)
 	c := m.Chunks[i]
+	if w.frame.Codec == format.CodecDigestOnly {
+		return r.digest(w)
+	}
 	blocks = blocks[:format.NumBlocks(int(length))]
 	raw, err := r.codec.Decode(w.frame.Codec, w.frame.Payload, int(length), c.Hash, out, blocks)
-	if err == nil && w.blocks != nil {
-		err = format.CheckBlocks(blocks, w.blocks)
+	if err == nil && w.entry != nil {
+		err = format.CheckBlocks(blocks, w.entry.Blocks)
 	}
 	if err != nil {
 		return r.damage(damageOf("", &format.ChunkError{Index: i, Offset: off, Length: length, Segment: c.Segment, Err: err}))
@@ -283,6 +300,27 @@ func (r *reader) verify(w frameWork, out []byte, blocks []format.BlockDigest) er
 		r.opts.OnProgress(length)
 	}
 	return err
+}
+
+// digest reports a chunk of a digest-only image: its frame header was
+// checked against the manifest on the way; its hash and block digests are
+// the index entry's, checked against the manifest when the index was
+// read. Without a readable index the chunk's digests are lost: damage.
+func (r *reader) digest(w frameWork) error {
+	i := w.frame.Index
+	if w.entry == nil {
+		off, length := r.im.m.ChunkRange(i)
+		c := r.im.m.Chunks[i]
+		return r.damage(damageOf("", &format.ChunkError{Index: i, Offset: off, Length: length, Segment: c.Segment,
+			Err: fmt.Errorf("%w: the segment index that holds its digests is damaged", format.ErrCorrupt)}))
+	}
+	r.mu.Lock()
+	r.stats.Digests++
+	r.mu.Unlock()
+	if r.opts.OnDigest != nil {
+		return r.opts.OnDigest(i, *w.entry)
+	}
+	return nil
 }
 
 // segment streams one data segment and sends its frames to the workers.
@@ -378,7 +416,7 @@ func (r *reader) frames(ctx context.Context, sc *format.SegmentScanner, key stri
 		}
 		w := frameWork{frame: f, buf: buf}
 		if entries != nil {
-			w.blocks = entries[k].Blocks
+			w.entry = &entries[k]
 		}
 		select {
 		case r.work <- w:

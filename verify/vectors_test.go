@@ -1,9 +1,11 @@
 package verify_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -139,5 +141,86 @@ func TestVectorsAgreeWithVerify(t *testing.T) {
 				t.Fatalf("bad chunks %v, want %v", rep.BadChunks(), v.BadChunks)
 			}
 		})
+	}
+}
+
+// TestParityVectorsLoseSegments: in each stripe of the parity vectors
+// (spec §9: "parity" 2+1 with a short last stripe, "parity-balanced" 3+2
+// whose segments grew together), losing any M segments leaves the image
+// repairable, and the chunks parity rebuilds are the source's; losing M+1
+// is reported with the lost chunks named.
+func TestParityVectorsLoseSegments(t *testing.T) {
+	for _, name := range []string{"parity", "parity-balanced"} {
+		src, err := os.ReadFile(filepath.Join(vectorDir, name, "source.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := loadVector(t, name)
+		im0, err := seed.Open(context.Background(), st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := im0.Manifest()
+		g, _ := m.Geometry()
+		for s := range uint32(m.Stripes()) {
+			var shards []format.SegmentID
+			for i := range g.K + g.M {
+				if id := g.Shard(s, i); id.Kind == format.SegmentParity || slices.ContainsFunc(m.Segments, func(x format.SegmentSummary) bool { return x.Number == id.Number }) {
+					shards = append(shards, id)
+				}
+			}
+			// The first M shards of the stripe (data first), then
+			// the last M (parity last), then M+1.
+			lose := [][]format.SegmentID{shards[:g.M], shards[len(shards)-g.M:]}
+			if len(shards) > g.M+1 {
+				lose = append(lose, shards[:g.M+1])
+			}
+			for _, gone := range lose {
+				t.Run(fmt.Sprintf("%s/stripe %d/lose %d", name, s, len(gone)), func(t *testing.T) {
+					ctx := context.Background()
+					st, _ := loadVector(t, name)
+					for _, id := range gone {
+						if err := st.Delete(ctx, id.Key()); err != nil {
+							t.Fatal(err)
+						}
+					}
+					im, err := seed.Open(ctx, st)
+					if err != nil {
+						t.Fatal(err)
+					}
+					rep, err := verify.CheckImage(ctx, im, verify.CheckOptions{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if rep.OK() {
+						t.Fatal("verify found nothing missing")
+					}
+					if len(gone) > g.M {
+						if rep.Repairable(m) || len(rep.LostChunks(m)) == 0 {
+							t.Fatalf("%d segments of a %d+%d stripe lost: repairable %v, lost chunks %v", len(gone), g.K, g.M, rep.Repairable(m), rep.LostChunks(m))
+						}
+						return
+					}
+					if !rep.Repairable(m) || len(rep.LostChunks(m)) != 0 {
+						t.Fatalf("%v lost: repairable %v, lost chunks %v", gone, rep.Repairable(m), rep.LostChunks(m))
+					}
+					rebuilt := 0
+					_, err = im.Rebuild(ctx, rep.Findings, func(i uint64, raw []byte) error {
+						off, length := m.ChunkRange(i)
+						if !bytes.Equal(raw, src[off:off+length]) {
+							t.Errorf("chunk %d rebuilt wrong", i)
+						}
+						rebuilt++
+						return nil
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if want := len(rep.BadChunks()); rebuilt != want {
+						t.Fatalf("rebuilt %d chunks, %d were damaged", rebuilt, want)
+					}
+				})
+			}
+		}
 	}
 }

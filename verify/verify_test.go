@@ -202,11 +202,14 @@ func (ti testImage) stripeKeys(s uint32) []string {
 	return out
 }
 
-// multiStripe captures a 4+2 image of about 5.3 MiB with 256 KiB segments
-// and 64 KiB chunks: several stripes, the last one short.
+// multiStripe captures a 4+2 image of about 4.1 MiB with 256 KiB segments
+// and 64 KiB chunks: several stripes, the last one short. The segments of
+// a stripe grow together (spec §5.5), so a stripe is short only when its
+// group gets fewer frames than K: the source ends 2 chunks and a few bytes
+// after the second stripe's last chunk (chunk 63).
 func multiStripe(t testing.TB) testImage {
 	t.Helper()
-	ti := captureParity(t, t.TempDir(), sourceBytes(1, 5*mib+300*kib+123), format.Geometry{K: 4, M: 2}, 256*kib, 64*kib)
+	ti := captureParity(t, t.TempDir(), sourceBytes(1, 66*64*kib+123), format.Geometry{K: 4, M: 2}, 256*kib, 64*kib)
 	if ti.m.Stripes() < 3 || len(ti.m.Segments)%ti.g.K == 0 {
 		t.Fatalf("test image: %d data segments in %d stripes, want at least 3 stripes, the last short", len(ti.m.Segments), ti.m.Stripes())
 	}
