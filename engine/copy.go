@@ -46,6 +46,9 @@ func Copy(ctx context.Context, src, dst store.Store, opts CopyOptions) (*CopyRes
 		return nil, err
 	}
 	m := im.Manifest()
+	if m.Header.RequiresFeature(format.FeatureDigestOnly) {
+		return nil, fmt.Errorf("%w: %s", ErrBadInput, digestOnlyRefusal("copy", src.String()))
+	}
 	unlock, err := lockImage(ctx, dst, "copy")
 	if err != nil {
 		return nil, err
@@ -68,6 +71,11 @@ func Copy(ctx context.Context, src, dst store.Store, opts CopyOptions) (*CopyRes
 	if len(res.Damaged) > 0 {
 		return res, fmt.Errorf("%w: %d segment(s) of %s are damaged and were not copied: %v; dst has no manifest yet (repair the source with 'seedship verify --repair', or fetch them from another copy, then copy again)",
 			ErrIntegrity, len(res.Damaged), src, res.Damaged)
+	}
+	// A delta's base-digest table is no segment: copied (and checked)
+	// before the manifest that authenticates it.
+	if err := copyDeltaDigests(ctx, im, dst); err != nil {
+		return res, Resumable(err)
 	}
 	mb := im.ManifestBytes()
 	for _, k := range append(m.CopyKeys(), format.ManifestKey) {

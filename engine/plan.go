@@ -44,14 +44,19 @@ type restorePlan struct {
 }
 
 // newPlan takes every stored chunk from the image and every zero chunk
-// from zeros.
+// from zeros; a delta's chunks of kind base are on the target already.
 func newPlan(m *format.Manifest, fallback bool) *restorePlan {
 	_, parity := m.Geometry()
 	p := &restorePlan{m: m, parity: parity, fallback: fallback, origin: make([]origin, len(m.Chunks))}
 	for i, c := range m.Chunks {
-		if c.Kind == format.KindZero {
+		switch c.Kind {
+		case format.KindZero:
 			p.origin[i] = fromZero
-		} else {
+		case format.KindBase:
+			// A delta's unchanged chunk: the target holds the base's
+			// bytes there (checked before anything is written).
+			p.origin[i] = onTarget
+		default:
 			p.origin[i] = fromImage
 		}
 	}

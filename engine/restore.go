@@ -53,6 +53,8 @@ type RestoreResult struct {
 	InPlace      int                   // chunks already correct on the target (Resume), not fetched
 	Lost         []uint64              // chunks beyond repair, not written
 	Stripes      []verify.StripeStatus // damaged parity stripes
+	// Delta, for a delta image, says what applying it checked and did.
+	Delta *DeltaApply
 }
 
 // OpenImage loads and checks the manifest of the image in st, mapping
@@ -107,6 +109,12 @@ func CheckSegments(ctx context.Context, st store.Store, m *format.Manifest) []er
 // every chunk is verified against its hash before it is written; a longer
 // file is cut to size only at the end, and the target is fsynced before
 // Restore returns success.
+//
+// A delta image (spec §12) is applied instead (see restoreDelta): the
+// target must exist and hold, wherever the delta writes, its base's bytes
+// or already the delta's, which is checked before anything is written;
+// what is written is read back and checked. A digest-only image holds no
+// data and is refused (ErrBadInput) before anything is opened.
 func Restore(ctx context.Context, img store.Store, target string, opts RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
 	im, err := openImage(ctx, img)
@@ -114,6 +122,12 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 		return nil, err
 	}
 	m := im.Manifest()
+	switch {
+	case m.Header.RequiresFeature(format.FeatureDigestOnly):
+		return nil, fmt.Errorf("%w: %s", ErrBadInput, digestOnlyRefusal("restore", img.String()))
+	case m.Header.RequiresFeature(format.FeatureDelta):
+		return restoreDelta(ctx, im, img, target, opts, start)
+	}
 	var fb *seed.Image
 	if opts.Fallback != nil {
 		if fb, err = openFallback(ctx, opts.Fallback, im); err != nil {

@@ -78,6 +78,45 @@ func (t *restoreTarget) open() error {
 	return nil
 }
 
+// openExisting opens the checked target for a delta, which applies onto
+// what the target holds: a device must be at least the delta's size; a
+// file is opened as it is, not extended, so that checking it against the
+// base (which reads it) changes nothing, and is grown by
+// [restoreTarget.grow] only once the checks have passed.
+func (t *restoreTarget) openExisting() error {
+	want := t.size
+	if t.regular {
+		want = 0
+	}
+	f, err := device.OpenTarget(t.path, want, false)
+	if err != nil {
+		if errors.Is(err, device.ErrTooSmall) {
+			return fmt.Errorf("%w: %w: the delta restores %d bytes: apply it onto the device its base was restored onto (at least that size)", ErrBadInput, err, t.size)
+		}
+		return fmt.Errorf("%w: %w", ErrBadInput, err)
+	}
+	t.f = f
+	return nil
+}
+
+// grow extends a regular file shorter than the restore's size (sparsely:
+// the new bytes read as zeros), after the checks that read it.
+func (t *restoreTarget) grow() error {
+	if !t.regular {
+		return nil
+	}
+	fi, err := t.f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat %s: %w", t.path, err)
+	}
+	if fi.Size() < t.size {
+		if err := t.f.Truncate(t.size); err != nil {
+			return fmt.Errorf("extend %s to %d bytes: %w", t.path, t.size, err)
+		}
+	}
+	return nil
+}
+
 // writeAt writes one chunk's raw bytes at off.
 func (t *restoreTarget) writeAt(raw []byte, off int64) error {
 	if _, err := t.f.WriteAt(raw, off); err != nil {

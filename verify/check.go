@@ -52,6 +52,8 @@ func scan(ctx context.Context, im *seed.Image, opts ScanOptions, parity map[uint
 		OnDamage: rep.addDamage, Parity: parity})
 	rep.mu.Lock()
 	rep.ChunksOK, rep.ZeroChunks, rep.BytesChecked = stats.ChunksOK, stats.ZeroChunks, stats.BytesChecked
+	rep.Digests = stats.Digests
+	rep.DigestOnly = im.Manifest().Header.RequiresFeature(format.FeatureDigestOnly)
 	rep.mu.Unlock()
 	if err != nil && opts.StopOnDamage && format.IsDamage(err) {
 		err = fmt.Errorf("%w: %w", ErrDamaged, err)
@@ -83,7 +85,14 @@ func CheckImage(ctx context.Context, im *seed.Image, opts CheckOptions) (*Report
 	if err := scan(ctx, im, so, indexes, rep); err != nil {
 		return rep, err
 	}
-	rep.checked(CheckChunkHashes, CheckBlockDigests, CheckSegments)
+	if rep.DigestOnly {
+		// No chunk data: every frame header, index entry (chunk hash and
+		// block digests) and footer was checked against the manifest;
+		// the digests themselves are checked against a device by Device.
+		rep.checked(CheckDigestEntries, CheckSegments)
+	} else {
+		rep.checked(CheckChunkHashes, CheckBlockDigests, CheckSegments)
+	}
 	if m := im.Manifest(); m.Stripes() > 0 && len(indexes) == m.Stripes() {
 		// Every stripe had an intact parity index, so every row of
 		// every parity and data segment was compared with its CRC.

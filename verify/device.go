@@ -10,11 +10,14 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
+	"github.com/seedship/seedship/store"
 )
 
 // Device errors.
@@ -34,6 +37,15 @@ type DeviceOptions struct {
 	// stream over every byte): for callers that only want to know which
 	// chunks differ, such as a resumed restore.
 	SkipSourceSHA256 bool
+	// Store, if set, is where the image lives: the index of every data
+	// segment is then read too (small ranged reads of its footer and
+	// index, never a payload), and every stored chunk's 64 KiB block
+	// digests are compared with the device's (which the chunk hash pass
+	// computes anyway), so that a chunk that differs is named with its
+	// changed blocks, and the block digests of a digest-only image, which
+	// no other check can reach, are checked against the data they
+	// describe. Without it, a differing stored chunk is named as a whole.
+	Store store.Store
 }
 
 // deviceChunk is one chunk read from the device, handed from a reader to
@@ -77,6 +89,9 @@ func Device(ctx context.Context, m *format.Manifest, path string, opts DeviceOpt
 		return nil, fmt.Errorf("%w: %s is %d bytes, the image %d", ErrDeviceTooSmall, path, size, m.Header.Size)
 	}
 	d := &deviceCheck{m: m, f: f, path: path, opts: opts, rep: &Report{}}
+	if opts.Store != nil {
+		d.idx = newSegmentIndexes(seed.New(opts.Store, m, nil))
+	}
 	if !opts.SkipSourceSHA256 {
 		d.sum = sha256.New()
 	}
@@ -86,6 +101,9 @@ func Device(ctx context.Context, m *format.Manifest, path string, opts DeviceOpt
 		return d.rep, err
 	}
 	d.rep.checked(CheckChunkHashes)
+	if d.idx != nil && !d.indexDamaged.Load() {
+		d.rep.checked(CheckBlockDigests)
+	}
 	if d.sum != nil {
 		d.checkSum()
 	}
@@ -98,7 +116,12 @@ type deviceCheck struct {
 	path string
 	opts DeviceOptions
 	rep  *Report
-	sum  hash.Hash // nil: no whole-source SHA-256
+	sum  hash.Hash       // nil: no whole-source SHA-256
+	idx  *segmentIndexes // nil: no store, no block digests
+	// indexDamaged: some stored chunk's block digests could not be
+	// compared, so the block digest check did not cover everything.
+	indexDamaged   atomic.Bool
+	damagedIndexes sync.Map // segment number → reported
 }
 
 // run reads and checks every chunk: workers in parallel, then the hasher
@@ -135,8 +158,9 @@ func (d *deviceCheck) run(ctx context.Context) error {
 	})
 	for range d.opts.Workers {
 		g.Go(func() error {
+			var digests [format.MaxChunkSize / blockSize]format.BlockDigest
 			for c := range jobs {
-				if err := d.chunk(c.i, c.buf); err != nil {
+				if err := d.chunk(ctx, c.i, c.buf, digests[:]); err != nil {
 					return err
 				}
 				c.done <- c.buf
@@ -168,23 +192,44 @@ func (d *deviceCheck) hashInOrder(ctx context.Context, order <-chan deviceChunk,
 }
 
 // chunk reads chunk i of the device into buf and compares it with the
-// manifest.
-func (d *deviceCheck) chunk(i uint64, buf []byte) error {
+// image: a zero chunk must read as zeros; any other chunk must have its
+// chunk hash and, with the image's store, the block digests of its
+// segment's index. digests is the worker's scratch.
+func (d *deviceCheck) chunk(ctx context.Context, i uint64, buf []byte, digests []format.BlockDigest) error {
 	off, length := d.m.ChunkRange(i)
 	b := buf[:length]
 	if _, err := d.f.ReadAt(b, off); err != nil {
 		return fmt.Errorf("read %s at %d: %w", d.path, off, err)
 	}
 	c := d.m.Chunks[i]
-	var match bool
-	if c.Kind == format.KindZero {
-		match = format.IsZero(b)
-	} else {
-		match = format.ChunkHash(b, nil) == c.Hash
+	var changed []ChangedRange
+	unlocated := "" // why a changed chunk is named as a whole
+	switch c.Kind {
+	case format.KindZero:
+		if !format.IsZero(b) {
+			changed = changedBlocks(i, off, length, func(k int) bool {
+				return !format.IsZero(b[int64(k)*blockSize : min(int64(k+1)*blockSize, length)])
+			})
+		}
+	case format.KindStored:
+		digests = digests[:format.NumBlocks(int(length))]
+		h := format.ChunkHash(b, digests)
+		var err error
+		if changed, unlocated, err = d.storedChunk(ctx, i, c, h, digests); err != nil {
+			return err
+		}
+	default: // a delta image's base chunk: its hash is all it records
+		if format.ChunkHash(b, nil) != c.Hash {
+			changed = []ChangedRange{{Chunk: i, Offset: off, Length: length}}
+			unlocated = "a delta image records no block digests for a chunk of its base"
+		}
 	}
 	switch {
-	case !match:
-		d.rep.add(chunkFinding(d.path, i, off, length, c.Segment, fmt.Errorf("%s differs from the image: %w", d.path, format.ErrChecksum)))
+	case len(changed) > 0:
+		d.rep.mu.Lock()
+		d.rep.Changed = append(d.rep.Changed, changed...)
+		d.rep.mu.Unlock()
+		d.rep.add(chunkFinding(d.path, i, off, length, c.Segment, fmt.Errorf("%s differs from the image: %s: %w", d.path, describeChanged(changed, unlocated), format.ErrChecksum)))
 	case c.Kind == format.KindZero:
 		d.rep.mu.Lock()
 		d.rep.ZeroChunks++
@@ -197,6 +242,74 @@ func (d *deviceCheck) chunk(i uint64, buf []byte) error {
 		d.opts.OnProgress(length)
 	}
 	return nil
+}
+
+// storedChunk compares a stored chunk of the device, whose chunk hash is
+// h and block digests digests, with the image, and returns its changed
+// ranges (none when it matches) and, for a chunk named as a whole, why.
+// With the image's store, the block digests are compared with the
+// segment index's; a chunk whose hash matches while its index's block
+// digests do not is damage of the image (its index does not describe the
+// chunk it names), reported as a finding of the segment.
+func (d *deviceCheck) storedChunk(ctx context.Context, i uint64, c format.ChunkEntry, h format.Hash, digests []format.BlockDigest) ([]ChangedRange, string, error) {
+	off, length := d.m.ChunkRange(i)
+	whole := []ChangedRange{{Chunk: i, Offset: off, Length: length}}
+	if d.idx == nil {
+		if h != c.Hash {
+			return whole, "the image's segment indexes were not read, so its blocks are not compared", nil
+		}
+		return nil, "", nil
+	}
+	e, err := d.idx.entry(ctx, c.Segment, i)
+	defer d.idx.done(c.Segment)
+	if err != nil {
+		if !format.IsDamage(err) {
+			return nil, "", err
+		}
+		// The index is the image's damage, not the device's: the chunk
+		// hash still decides about the device.
+		d.indexDamage(c.Segment, err)
+		if h != c.Hash {
+			return whole, "the index that holds its block digests is damaged", nil
+		}
+		return nil, "", nil
+	}
+	if len(e.Blocks) != len(digests) {
+		// seed checks each entry's raw length against the manifest, and
+		// its digest count against that; a mismatch here is damage all
+		// the same, never an index out of range.
+		d.indexDamage(c.Segment, fmt.Errorf("%w: the index of %s has %d block digests for chunk %d of %d blocks",
+			format.ErrCorrupt, format.DataID(c.Segment).Key(), len(e.Blocks), i, len(digests)))
+		if h != c.Hash {
+			return whole, "the index that holds its block digests is damaged", nil
+		}
+		return nil, "", nil
+	}
+	changed := changedBlocks(i, off, length, func(k int) bool { return digests[k] != e.Blocks[k] })
+	switch {
+	case h == c.Hash && len(changed) > 0:
+		d.rep.add(Finding{Key: format.DataID(c.Segment).Key(), Segment: c.Segment,
+			Err: fmt.Errorf("%w: the index of %s records block digests for chunk %d that do not match the chunk its hash names (%s): the image is damaged or was written wrongly",
+				format.ErrCorrupt, format.DataID(c.Segment).Key(), i, describeChanged(changed, ""))})
+		return nil, "", nil
+	case h != c.Hash && len(changed) == 0:
+		return whole, "every block digest matches (a 64-bit digest collision), so the change cannot be located", nil
+	case h != c.Hash:
+		return changed, "", nil
+	}
+	return nil, "", nil
+}
+
+// indexDamage reports a segment index that could not be used, once per
+// segment (every chunk of the segment meets the same damage).
+func (d *deviceCheck) indexDamage(n uint32, err error) {
+	d.indexDamaged.Store(true)
+	if _, seen := d.damagedIndexes.LoadOrStore(n, true); seen {
+		return
+	}
+	d.rep.mu.Lock()
+	d.rep.Unchecked = append(d.rep.Unchecked, Finding{Key: format.DataID(n).Key(), Segment: n, Err: err})
+	d.rep.mu.Unlock()
 }
 
 // checkSum compares the whole-source SHA-256 with the manifest's.

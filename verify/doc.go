@@ -4,8 +4,12 @@
 // every data segment (chunk hashes, block digests, headers, indexes,
 // footers) and every parity segment (rows against their CRC-32C), and asks
 // seed whether parity can rebuild each damaged stripe; [Device] compares a
-// device or file with the manifest's chunk hashes and recomputes the
-// whole-source SHA-256 while it reads.
+// device or file with the manifest's chunk hashes and, given the image's
+// store, with every stored chunk's 64 KiB block digests from the segment
+// indexes (so a chunk that differs is named with its changed blocks), and
+// recomputes the whole-source SHA-256 while it reads. A digest-only image
+// (no chunk data) is checked in two halves: Check checks every structure
+// it holds, Device checks its digests against the device they describe.
 //
 // Its results are reports that collect every finding (chunk index, source
 // byte range, segment), like restic's checker: one bad chunk does not hide

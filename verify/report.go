@@ -38,6 +38,10 @@ const (
 	// CheckManifests: manifest.ssm and each of its copies is the
 	// image's manifest (copies of another image are named, ignored).
 	CheckManifests CheckKind = "manifest-copies"
+	// CheckDigestEntries: every chunk of a digest-only image has a frame
+	// header and a segment index entry (chunk hash, block digests) that
+	// match the manifest; there is no data to check them against.
+	CheckDigestEntries CheckKind = "digest-entries"
 	// CheckSourceSHA256: the whole-source SHA-256 of the manifest was
 	// recomputed from the device's bytes and matched.
 	CheckSourceSHA256 CheckKind = "source-sha256"
@@ -70,10 +74,29 @@ type Report struct {
 	// SourceSHA256 is the whole-source SHA-256 recomputed from a device
 	// (hex), when CheckSourceSHA256 ran.
 	SourceSHA256 string
+	// Changed lists, for [Device], the ranges of the device that differ
+	// from the image, by chunk (unordered while the check runs; sorted
+	// by Sort).
+	Changed []ChangedRange
+	// DigestOnly says the image holds digests only (capture
+	// --digest-only): [Check] checked its structure and every chunk's
+	// digest entry, but there is no chunk data to check them against;
+	// [Device] with the image's store does that against a device.
+	DigestOnly bool
+	// Digests counts the chunks of a digest-only image whose index entry
+	// and frame header passed every check.
+	Digests uint64
 	// Ignored names files that look like part of the image but are not,
 	// and were left alone: manifest copies of another image (or beyond
 	// the image's copy count). They are not damage of this image.
 	Ignored []Finding
+	// Unchecked names parts of the image that a device check could not
+	// use (a segment index missing or damaged): the device was still
+	// compared with every chunk hash, which decides whether it matches,
+	// but the block digests of those segments' chunks were not compared
+	// (so CheckBlockDigests is not listed). They are damage of the image,
+	// not of the device: 'verify IMAGE' reports and repairs them.
+	Unchecked []Finding
 }
 
 func (r *Report) add(f Finding) {
@@ -112,6 +135,7 @@ func (r *Report) Sort() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	seed.SortDamage(r.Findings)
+	sort.Slice(r.Changed, func(i, j int) bool { return r.Changed[i].Offset < r.Changed[j].Offset })
 }
 
 // BadChunks returns the sorted, de-duplicated indices of damaged chunks.

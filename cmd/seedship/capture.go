@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,10 +17,11 @@ import (
 )
 
 func captureCommand() *cli.Command {
-	return newCommand(command{
+	source, dest := deviceOperand("SOURCE", "source"), imageOperand("DEST", "destination")
+	return variadicCommand(command{
 		name:      "capture",
 		usage:     "capture a block device or image file into a seed image",
-		operands:  []operand{deviceOperand("SOURCE", "source"), imageOperand("DEST", "destination")},
+		operands:  []operand{source, dest},
 		linuxOnly: true,
 		help: `
 Reads SOURCE (a block device such as /dev/sdb1, or a regular file) once, front to back, and
@@ -30,19 +32,41 @@ manifest is written last: an interrupted capture never looks like a complete ima
 Take the source out of service (or snapshot it) first, so it does not change while it is read:
 a block device that is mounted or in use is refused unless --allow-in-use is given.
 
-Example:
-   seedship capture /dev/sdb1 /mnt/courier/seed`,
-		flags: []cli.Flag{
+Courier drives: with several destinations DEST1 DEST2 ... (mount points of removable drives;
+s3:// may be mixed in), the image is spread over them as a volume set, written in parallel. Each
+volume gets a label (volume.json; print it with 'seedship label VOL'), the manifest and its
+copies; with --parity K+M the shards of each stripe go to distinct volumes, so with at least K+M
+volumes any M whole volumes may be lost. Each volume is capped at --volume-size (default: its
+free space less 1% and 32 MiB); when all are full the capture stops (exit 1, nothing lost) and
+says how to continue onto another drive. Before it reports success, every volume is synced,
+dropped from the page cache and read back against the SHA-256 of every file written
+(--no-readback skips that, and says so). One destination with --volume-size is a set of one
+volume, which --resume can continue onto more drives.
+
+Digest-only: with --digest-only, the image records every chunk's hash and 64 KiB block digests but
+no data (about 145 MiB per TiB of non-zero data, 56 bytes per all-zero 8 MiB chunk; under 1 MiB
+for a 4 GiB disk), for a disk that is shipped whole: on arrival, 'seedship verify --device DISK
+DEST' proves it matches block for block, and 'seedship diff DEST DISK' names what changed. Such an
+image cannot be restored or copied by seedship (copy its files with any tool).
+
+Examples:
+   seedship capture /dev/sdb1 /mnt/courier/seed
+   seedship capture --digest-only /dev/sdb /root/sdb-digests
+   seedship capture --parity 3+1 /dev/sdb1 /mnt/d1/seed /mnt/d2/seed /mnt/d3/seed /mnt/d4/seed`,
+		flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "chunk size, a power of two from 64KiB to 64MiB"},
 			&cli.IntFlag{Name: "level", Value: engine.DefaultLevel, Usage: "zstd level, 1 fastest … 22 smallest, mapped onto klauspost/compress's four strategies (1-2 fastest, 3-5 default, 6-9 better, 10+ best); -1 stores chunks uncompressed"},
-			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes, 64KiB to 16GiB"},
+			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes, 64KiB to 16GiB (with several volumes the default is at most 1/16 of the smallest volume)"},
 			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},
+			&cli.BoolFlag{Name: "digest-only", Usage: "record the hashes and 64 KiB block digests of every chunk but no data: to check a disk shipped whole (verify --device, diff); cannot be restored"},
 			&cli.BoolFlag{Name: "allow-in-use", Usage: "capture a block device even though it is mounted or in use (the image may then be inconsistent)"},
-			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped; with volumes, give every volume of the capture, plus any new empty drive to continue onto"},
+			&cli.StringFlag{Name: "volume-size", Usage: "cap what each destination volume holds, e.g. 500GiB (at least 1MiB; never more than its free space less a margin)", DefaultText: "free space less 1% and 32 MiB"},
+			&cli.BoolFlag{Name: "no-readback", Usage: "with volumes: skip reading every volume back from the drive after the capture"},
 			workersFlag("hash/compress", " (fewer run when large chunks would not fit in memory)"),
-		},
+		}, adapterFlags("capture")...),
 		run: runCapture,
-	})
+	}, []operand{source}, dest, nil)
 }
 
 // captureJSON is capture's --json output.
@@ -58,6 +82,12 @@ type captureJSON struct {
 	SourceRead     int64   `json:"source_bytes_read"`
 	Seconds        float64 `json:"seconds"`
 	BytesPerSecond float64 `json:"bytes_per_second"`
+	// DigestOnly: the image records hashes and block digests, no data.
+	DigestOnly bool `json:"digest_only,omitempty"`
+	// Volumes lists each volume of a volume set with its read-back.
+	Volumes []volumeJSON `json:"volumes,omitempty"`
+	// VolumesMayBeLost is how many whole volumes may be lost.
+	VolumesMayBeLost *int `json:"volumes_may_be_lost,omitempty"`
 }
 
 func runCapture(c *cli.Context, args []string) error {
@@ -86,16 +116,33 @@ func runCapture(c *cli.Context, args []string) error {
 	if given("level") {
 		level = c.Int("level")
 	}
+	digestOnly := c.Bool("digest-only")
+	if digestOnly && c.IsSet("level") {
+		return usagef("capture: --digest-only stores no data, so there is nothing to compress: drop --level")
+	}
 	p := newPrinter(c, "capture")
+	ac, done, err := prepareAdapterCapture(c, args)
+	if done || err != nil {
+		return err
+	}
 	opts := engine.CaptureOptions{
 		ChunkSize:   int(chunk),
 		Level:       level,
 		SegmentSize: seg,
 		Parity:      geo,
+		DigestOnly:  digestOnly,
 		Resume:      resume,
 		Workers:     c.Int("workers"),
 		Tool:        "seedship " + version,
 		Progress:    p.progress,
+	}
+	// Several destinations (or one given --volume-size, or a volume to
+	// continue) are a set of courier volumes; one is an image as always.
+	if len(args) > 2 || c.IsSet("volume-size") || (resume && isVolumeDir(args[1])) {
+		return captureVolumes(c, p, args[0], args[1:], opts)
+	}
+	if c.Bool("no-readback") {
+		return usagef("capture: --no-readback is for courier volumes (several destinations, or --volume-size): a single destination is not read back")
 	}
 	// Everything is checked before DEST is created.
 	if !resume {
@@ -103,11 +150,18 @@ func runCapture(c *cli.Context, args []string) error {
 			return err
 		}
 	}
-	src, err := engine.OpenSourceWith(args[0], c.Bool("allow-in-use"))
-	if err != nil {
-		return err
+	// Without an adapter the source is opened before DEST is created, so
+	// a bad source leaves nothing behind. With one it is opened after the
+	// mark: until then it may be in use (an md member, a mirror in
+	// service) or not exist yet (a snapshot made at the mark).
+	openSource := func() (*engine.Source, error) { return engine.OpenSourceWith(args[0], c.Bool("allow-in-use")) }
+	var src *engine.Source
+	if ac == nil {
+		if src, err = openSource(); err != nil {
+			return err
+		}
+		defer src.Close()
 	}
-	defer src.Close()
 	var dst store.Store
 	if resume {
 		dst, err = openStore(c, args[1])
@@ -117,8 +171,24 @@ func runCapture(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	res, err := engine.Capture(c.Context, src, dst, opts)
+	var res *engine.CaptureResult
+	err = ac.run(c.Context, &opts, func(ctx context.Context) error {
+		if src == nil {
+			marked, err := openSource()
+			if err != nil {
+				return err
+			}
+			defer marked.Close()
+			src = marked
+		}
+		var err error
+		res, err = engine.Capture(ctx, src, dst, opts)
+		return err
+	})
 	p.endProgress()
+	if err != nil && ac != nil {
+		return err
+	}
 	if err != nil {
 		return canContinue(err, resume || holdsCheckpoint(c, dst))
 	}
@@ -127,7 +197,7 @@ func runCapture(c *cli.Context, args []string) error {
 	if err := p.emitJSON(captureJSON{Source: args[0], Dest: dst.String(), Size: h.Size, ChunkSize: h.ChunkSize,
 		storedJSON: storedOf(res.Manifest),
 		SHA256:     h.SHA256, ManifestSHA256: hex.EncodeToString(res.Manifest.Hash[:]), ResumedAt: res.ResumedAt, SourceRead: res.ReadBytes,
-		Seconds: secs, BytesPerSecond: float64(h.Size) / secs}); err != nil {
+		Seconds: secs, BytesPerSecond: float64(h.Size) / secs, DigestOnly: h.RequiresFeature(format.FeatureDigestOnly)}); err != nil {
 		return err
 	}
 	par := ""
@@ -136,6 +206,12 @@ func runCapture(c *cli.Context, args []string) error {
 	}
 	if res.ResumedAt > 0 {
 		p.summary("resumed at byte %d: read %s of the source this time", res.ResumedAt, human(res.ReadBytes))
+	}
+	if h.RequiresFeature(format.FeatureDigestOnly) {
+		p.summary("captured the digests of %s (%d bytes) from %s into %s: %s of hashes and block digests in %d segment(s), no data; %d of %d chunks zero, %s at %s\nsha256 %s\ncheck the disk on arrival with: seedship verify --device DISK %s",
+			human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), h.ZeroChunks, h.Chunks,
+			res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256, args[1])
+		return nil
 	}
 	p.summary("captured %s (%d bytes) from %s into %s: stored %s in %d segment(s)%s, %d of %d chunks zero, %s at %s\nsha256 %s",
 		human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), par, h.ZeroChunks, h.Chunks,

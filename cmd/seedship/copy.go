@@ -9,10 +9,11 @@ import (
 )
 
 func copyCommand() *cli.Command {
-	return newCommand(command{
+	src, dst := imageOperand("SRC", "source image"), imageOperand("DST", "destination")
+	return variadicCommand(command{
 		name:     "copy",
 		usage:    "copy a seed image between places (directory, s3://), verifying as it copies",
-		operands: []operand{imageOperand("SRC", "source image"), imageOperand("DST", "destination")},
+		operands: []operand{src, dst},
 		help: `
 Copies the image at SRC to DST, for example a courier drive to a bucket ("capture to a local drive
 now, upload later") or a bucket to a local disk. Every segment is verified while it streams
@@ -20,11 +21,14 @@ now, upload later") or a bucket to a local disk. Every segment is verified while
 only when everything arrived intact. Run it again after an interruption: segments already at DST
 are kept. A damaged source segment is not copied; the copy ends with exit 3 and no manifest at DST.
 
+Courier volumes: give every volume of the image as SRC..., in any order, to gather them into one
+directory or prefix (which 'verify --repair' can then repair from parity).
+
 Examples:
    seedship copy /mnt/courier/seed s3://seeds/site-a/sdb1
    seedship copy s3://seeds/site-a/sdb1 /var/tmp/seed`,
 		run: runCopy,
-	})
+	}, nil, src, []operand{dst})
 }
 
 // copyJSON is copy's --json output.
@@ -40,11 +44,11 @@ type copyJSON struct {
 }
 
 func runCopy(c *cli.Context, args []string) error {
-	src, err := openStore(c, args[0])
+	src, _, err := openImageStore(c, args[:len(args)-1])
 	if err != nil {
 		return err
 	}
-	dst, err := createStore(c, args[1])
+	dst, err := createStore(c, args[len(args)-1])
 	if err != nil {
 		return err
 	}

@@ -10,19 +10,28 @@ import (
 
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/store/volume"
 )
 
 func infoCommand() *cli.Command {
-	return newCommand(command{
+	image := imageOperand("IMAGE", "image")
+	return variadicCommand(command{
 		name:     "info",
 		usage:    "show what a seed image holds",
-		operands: []operand{imageOperand("IMAGE", "image")},
+		operands: []operand{image},
 		help: `
 Reads and checks the manifest of IMAGE and prints what an operator needs: the source, its size
 and SHA-256 (compare with 'sha256sum /dev/X' on either side), chunking, compression, segments
-and capture times. It reads no chunk data; use 'seedship verify' for that.`,
+and capture times. It reads no chunk data; use 'seedship verify' for that.
+
+Courier volumes: give any of the volumes of an image (one identifies the whole shipment); info
+says which are present, which are missing and how many may be lost; --volumes also prints each
+present volume's label (as 'seedship label' does).`,
+		flags: []cli.Flag{
+			&cli.BoolFlag{Name: "volumes", Usage: "also print the label of each volume given"},
+		},
 		run: runInfo,
-	})
+	}, nil, image, nil)
 }
 
 // infoJSON is info's --json output.
@@ -46,15 +55,25 @@ type infoJSON struct {
 	// Checked is what info checked: only the manifest's own checksum
 	// (it reads no chunk data; verify does).
 	Checked []string `json:"checked"`
+	// Volumes lists the volumes given, for a volume set; with --volumes
+	// Labels holds their labels.
+	Volumes          []volumeJSON   `json:"volumes,omitempty"`
+	VolumeCount      int            `json:"volume_count,omitempty"`
+	VolumesMissing   []int          `json:"volumes_missing,omitempty"`
+	VolumesMayBeLost *int           `json:"volumes_may_be_lost,omitempty"`
+	Labels           []volume.Label `json:"labels,omitempty"`
 }
 
 // infoChecked is what info checks, for --json and the human output.
 var infoChecked = []string{"manifest-checksum"}
 
 func runInfo(c *cli.Context, args []string) error {
-	st, err := openStore(c, args[0])
+	st, set, err := openImageStore(c, args)
 	if err != nil {
 		return err
+	}
+	if set == nil && c.Bool("volumes") {
+		return usagef("info: --volumes: %s is not a courier volume (it holds no %s)", args[0], volume.LabelKey)
 	}
 	m, err := engine.OpenImage(c.Context, st)
 	if err != nil {
@@ -63,11 +82,23 @@ func runInfo(c *cli.Context, args []string) error {
 	h := m.Header
 	p := newPrinter(c, "info")
 	if p.json {
-		return p.emitJSON(infoJSON{Image: st.String(), FormatVersion: h.Version, ImageID: h.ImageID, Tool: h.Tool,
+		out := infoJSON{Image: st.String(), FormatVersion: h.Version, ImageID: h.ImageID, Tool: h.Tool,
 			Size: h.Size, ChunkSize: h.ChunkSize, BlockSize: h.BlockSize, storedJSON: storedOf(m), SHA256: h.SHA256,
 			ParitySegments: len(m.Parity), ParityOverhead: overhead(h),
 			ManifestSHA256: hex.EncodeToString(m.Hash[:]), Compression: h.Compression, Source: h.Source,
-			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd, Checked: infoChecked})
+			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd, Checked: infoChecked}
+		if set != nil {
+			out.Volumes, out.VolumeCount, out.VolumesMissing = volumesJSON(set, nil, false), set.Count(), set.Missing()
+			if vs := set.Volumes(); len(vs) > 0 {
+				out.VolumesMayBeLost = vs[0].Label.MayLose
+			}
+			if c.Bool("volumes") {
+				for _, v := range set.Volumes() {
+					out.Labels = append(out.Labels, v.Label)
+				}
+			}
+		}
+		return p.emitJSON(out)
 	}
 	var b strings.Builder
 	row := func(k, f string, a ...any) { fmt.Fprintf(&b, "%-16s %s\n", k+":", fmt.Sprintf(f, a...)) }
@@ -111,7 +142,18 @@ func runInfo(c *cli.Context, args []string) error {
 	row("captured", "%s to %s (%s)", h.CaptureStart.Format(time.RFC3339), h.CaptureEnd.Format(time.RFC3339),
 		h.CaptureEnd.Sub(h.CaptureStart).Round(time.Millisecond))
 	row("manifest sha256", "%s", hex.EncodeToString(m.Hash[:]))
+	if set != nil {
+		row("volumes", "%s", volumesLine(set))
+		for _, v := range set.Volumes() {
+			row("  volume", "%d of %d: %s, %d file(s), %s", v.Volume, set.Count(), v.Loc, v.Files, human(v.Bytes))
+		}
+	}
 	row("checked", "the manifest's checksum only; no chunk data was read (run 'seedship verify' for that)")
+	if set != nil && c.Bool("volumes") {
+		for _, v := range set.Volumes() {
+			b.WriteString("\n" + labelText(&v.Label))
+		}
+	}
 	if !p.quiet {
 		fmt.Fprint(p.out, b.String())
 	}

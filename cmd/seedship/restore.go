@@ -11,10 +11,11 @@ import (
 )
 
 func restoreCommand() *cli.Command {
-	return newCommand(command{
+	image, target := imageOperand("IMAGE", "image"), deviceOperand("TARGET", "target")
+	return variadicCommand(command{
 		name:      "restore",
 		usage:     "write a seed image onto the target device",
-		operands:  []operand{imageOperand("IMAGE", "image"), deviceOperand("TARGET", "target")},
+		operands:  []operand{image, target},
 		linuxOnly: true,
 		help: `
 Writes IMAGE block for block onto TARGET, a block device (at least the source's size) or a regular
@@ -31,8 +32,19 @@ resync can fix just those ranges.
 Zero chunks are written as zeros (BLKZEROOUT on devices, hole punching on files) unless
 --target-zeroed says the target already reads as zeros; a file restore creates is known zero.
 
-Example:
-   seedship restore /mnt/courier/seed /dev/sdc1`,
+A delta image ('seedship delta') is applied onto TARGET, which must hold the delta's base image:
+before anything is written, every range the delta writes is read on TARGET and must hold the base's
+bytes or already the delta's (otherwise nothing is written, exit 2); then the changed chunks are
+written, read back and checked. Applying a delta again, or after an interruption, writes only what
+is missing. A digest-only image holds no data and is refused.
+
+Courier volumes: give every volume at hand, in any order, before TARGET. A volume of another image,
+the same volume twice, or a stale volume of an earlier capture is refused before anything is
+written; a missing volume is rebuilt from parity when the image's placement allows it.
+
+Examples:
+   seedship restore /mnt/courier/seed /dev/sdc1
+   seedship restore /mnt/d3/seed /mnt/d1/seed /mnt/d2/seed /dev/sdc1`,
 		flags: []cli.Flag{
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted restore: compare TARGET with the image first and fetch only the segments that differ"},
@@ -41,25 +53,26 @@ Example:
 			workersFlag("decode/verify", ""),
 		},
 		run: runRestore,
-	})
+	}, nil, image, []operand{target})
 }
 
 // restoreJSON is restore's --json output.
 type restoreJSON struct {
-	Image          string     `json:"image"`
-	Target         string     `json:"target"`
-	Size           int64      `json:"size"`
-	ChunksWritten  uint64     `json:"chunks_written"`
-	ZeroChunks     uint64     `json:"zero_chunks"`
-	ZeroedBytes    int64      `json:"zeroed_bytes"`
-	Rebuilt        []uint64   `json:"rebuilt_from_parity,omitempty"`
-	Fetched        []uint64   `json:"fetched_from_fallback,omitempty"`
-	Lost           []lostJSON `json:"lost,omitempty"`
-	SkippedZeros   bool       `json:"skipped_zeros"`
-	Checked        []string   `json:"checked"` // the checks that ran over every chunk written
-	SHA256         string     `json:"sha256"`
-	Seconds        float64    `json:"seconds"`
-	BytesPerSecond float64    `json:"bytes_per_second"`
+	Image          string          `json:"image"`
+	Target         string          `json:"target"`
+	Size           int64           `json:"size"`
+	ChunksWritten  uint64          `json:"chunks_written"`
+	ZeroChunks     uint64          `json:"zero_chunks"`
+	ZeroedBytes    int64           `json:"zeroed_bytes"`
+	Rebuilt        []uint64        `json:"rebuilt_from_parity,omitempty"`
+	Fetched        []uint64        `json:"fetched_from_fallback,omitempty"`
+	Lost           []lostJSON      `json:"lost,omitempty"`
+	SkippedZeros   bool            `json:"skipped_zeros"`
+	Checked        []string        `json:"checked"`         // the checks that ran over every chunk written
+	Delta          *deltaApplyJSON `json:"delta,omitempty"` // what applying a delta image checked and did
+	SHA256         string          `json:"sha256"`
+	Seconds        float64         `json:"seconds"`
+	BytesPerSecond float64         `json:"bytes_per_second"`
 }
 
 // lostJSON is one chunk restore could not write, or verify found beyond
@@ -85,7 +98,8 @@ func runRestore(c *cli.Context, args []string) error {
 	if err := checkFallback(c); err != nil {
 		return err
 	}
-	st, err := openStore(c, args[0])
+	imageLocs, target := args[:len(args)-1], args[len(args)-1]
+	st, set, err := openImageStore(c, imageLocs)
 	if err != nil {
 		return err
 	}
@@ -94,7 +108,10 @@ func runRestore(c *cli.Context, args []string) error {
 		return err
 	}
 	p := newPrinter(c, "restore")
-	res, err := engine.Restore(c.Context, st, args[1], engine.RestoreOptions{
+	if set != nil && !p.json {
+		p.summary("reading %s: %s", st, volumesLine(set))
+	}
+	res, err := engine.Restore(c.Context, st, target, engine.RestoreOptions{
 		Fallback:     fb,
 		Resume:       c.Bool("resume"),
 		TargetZeroed: c.Bool("target-zeroed"),
@@ -112,10 +129,14 @@ func runRestore(c *cli.Context, args []string) error {
 	}
 	h := res.Manifest.Header
 	secs := max(res.Elapsed.Seconds(), 1e-9)
-	out := restoreJSON{Image: st.String(), Target: args[1], Size: h.Size, ChunksWritten: res.Report.ChunksOK + uint64(len(res.Rebuilt)+len(res.Fetched)),
+	out := restoreJSON{Image: st.String(), Target: target, Size: h.Size, ChunksWritten: res.Report.ChunksOK + uint64(len(res.Rebuilt)+len(res.Fetched)),
 		ZeroChunks: res.Report.ZeroChunks, ZeroedBytes: res.ZeroedBytes, SkippedZeros: res.SkippedZeros, SHA256: h.SHA256,
 		Rebuilt: res.Rebuilt, Fetched: res.Fetched, Checked: checkedJSON(res.Report), Seconds: secs, BytesPerSecond: float64(h.Size) / secs}
 	out.Lost = lostRanges(res.Manifest, res.Lost)
+	if d := res.Delta; d != nil {
+		out.Delta = &deltaApplyJSON{BaseManifestSHA256: d.BaseManifestSHA256, Checked: d.Checked, AlreadyApplied: d.AlreadyApplied,
+			Written: d.Written, VerifiedBytes: d.VerifiedBytes}
+	}
 	if jerr := p.emitJSON(out); jerr != nil {
 		return jerr
 	}
@@ -142,15 +163,30 @@ func runRestore(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if d := res.Delta; d != nil {
+		p.summary("applied delta %s onto %s: %d of its %d chunks checked on the target first (base manifest sha256 %s), %d already applied, %d written, read back and verified (%s), fsynced, %s\nsource sha256 %s (compare: sha256sum %s)",
+			st, target, d.Checked, h.Chunks, d.BaseManifestSHA256, d.AlreadyApplied, d.Written, human(d.VerifiedBytes),
+			res.Elapsed.Round(time.Millisecond), h.SHA256, target)
+		return nil
+	}
 	if res.Skipped > 0 {
-		p.summary("resumed: %d of %d segment(s) were already on %s and were not fetched again", res.Skipped, len(res.Manifest.Segments), args[1])
+		p.summary("resumed: %d of %d segment(s) were already on %s and were not fetched again", res.Skipped, len(res.Manifest.Segments), target)
 	}
 	mended := ""
 	if len(res.Rebuilt) > 0 || len(res.Fetched) > 0 {
 		mended = fmt.Sprintf(" (%d rebuilt from parity, %d fetched from the fallback)", len(res.Rebuilt), len(res.Fetched))
 	}
 	p.summary("restored %s onto %s: %d chunks written and verified%s, %d zero chunks %s, fsynced, %s at %s%s\nsource sha256 %s (compare: sha256sum %s)",
-		human(h.Size), args[1], out.ChunksWritten, mended, res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
-		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), checkedLine(res.Report), h.SHA256, args[1])
+		human(h.Size), target, out.ChunksWritten, mended, res.Report.ZeroChunks, map[bool]string{true: "skipped", false: "zeroed"}[res.SkippedZeros],
+		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), checkedLine(res.Report), h.SHA256, target)
 	return nil
+}
+
+// deltaApplyJSON is what applying a delta image checked and did.
+type deltaApplyJSON struct {
+	BaseManifestSHA256 string `json:"base_manifest_sha256"`
+	Checked            int    `json:"chunks_checked"`
+	AlreadyApplied     int    `json:"chunks_already_applied"`
+	Written            int    `json:"chunks_written"`
+	VerifiedBytes      int64  `json:"bytes_read_back"`
 }

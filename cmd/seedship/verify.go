@@ -21,10 +21,11 @@ import (
 )
 
 func verifyCommand() *cli.Command {
-	return newCommand(command{
+	image := imageOperand("IMAGE", "image")
+	return variadicCommand(command{
 		name:     "verify",
 		usage:    "check a seed image, or a device against it",
-		operands: []operand{imageOperand("IMAGE", "image")},
+		operands: []operand{image},
 		help: `
 Without --device: reads every chunk of IMAGE in parallel, decompresses it and checks it against
 its hash in the manifest, and checks each segment's index and footer. With --device DEV: checks
@@ -38,14 +39,26 @@ boot id), the result (pass or fail, the chunks checked, the whole-source SHA-256
 the target), the seedship version and the time. seedship extend takes it as the evidence that the
 target holds the image, so the replication product may skip its full resync.
 
+A digest-only image (capture --digest-only) holds no chunk data: without --device, verify checks
+every structure it holds (manifest and copies, segment headers, frame headers, indexes with their
+chunk hashes and block digests, footers) and says it holds digests only; with --device DEV it
+proves DEV matches it (every chunk hash, every 64 KiB block digest, the whole-source SHA-256) or
+names each changed chunk and its changed 64 KiB blocks (seedship diff lists them as ranges).
+
 For an image with parity (capture --parity), each damaged stripe is reported with whether it can be
 rebuilt; --repair rewrites the damaged segments in place, atomically, and verifies the result.
 Exit 0 when everything is (now) intact, 3 when anything is damaged or beyond repair.
 
+Courier volumes (capture SOURCE DEST1 DEST2 ...): give the volumes at hand in any order. A volume
+of another image, the same volume twice or a stale volume of an earlier capture is refused (exit
+2); a missing volume shows as missing segments, with whether parity rebuilds them. --repair does
+not write to volumes; restore rebuilds what parity can on the fly.
+
 Examples:
    seedship verify /mnt/courier/seed
    seedship verify --device /dev/sdc1 /mnt/courier/seed
-   seedship verify --device /dev/sdc1 --receipt /root/sdc1.receipt /mnt/courier/seed`,
+   seedship verify --device /dev/sdc1 --receipt /root/sdc1.receipt /mnt/courier/seed
+   seedship verify --device /dev/sdb /root/sdb-digests`,
 		flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
 			&cli.StringFlag{Name: "receipt", Usage: "with --device: write a restore receipt (JSON) to this file, pass or fail, for seedship extend"},
@@ -54,7 +67,7 @@ Examples:
 			workersFlag("parallel", ""),
 		},
 		run: runVerify,
-	})
+	}, nil, image, nil)
 }
 
 // findingJSON is one finding in --json output.
@@ -95,6 +108,28 @@ type verifyJSON struct {
 	SourceSHA256 string        `json:"source_sha256,omitempty"` // recomputed from the device (verify --device)
 	Findings     []findingJSON `json:"findings"`
 	Seconds      float64       `json:"seconds"`
+
+	// DigestOnly: the image holds hashes and block digests, no data;
+	// Digests counts the chunks whose digest entries were checked.
+	DigestOnly bool          `json:"digest_only,omitempty"`
+	Digests    uint64        `json:"digests,omitempty"`
+	Changed    []changedJSON `json:"changed,omitempty"` // verify --device: the changed ranges of each differing chunk
+}
+
+// changedJSON is one changed range of a device in --json output.
+type changedJSON struct {
+	Chunk   uint64 `json:"chunk"`
+	Offset  int64  `json:"offset"`
+	Length  int64  `json:"length"`
+	Located bool   `json:"located"` // false: the whole chunk (its blocks could not be compared)
+}
+
+func changedOf(rep *verify.Report) []changedJSON {
+	var out []changedJSON
+	for _, r := range rep.Changed {
+		out = append(out, changedJSON{Chunk: r.Chunk, Offset: r.Offset, Length: r.Length, Located: r.Located})
+	}
+	return out
 }
 
 func findingsJSON(rep *verify.Report) []findingJSON {
@@ -138,9 +173,12 @@ func runVerify(c *cli.Context, args []string) error {
 	if err := checkFallback(c); err != nil {
 		return err
 	}
-	st, err := openStore(c, args[0])
+	st, set, err := openImageStore(c, args)
 	if err != nil {
 		return err
+	}
+	if set != nil && c.Bool("repair") {
+		return usagef("verify: --repair rewrites an image in place and does not write to courier volumes: restore rebuilds from parity on the fly")
 	}
 	p := newPrinter(c, "verify")
 	if dev != "" {
@@ -183,7 +221,7 @@ func runVerify(c *cli.Context, args []string) error {
 	el := time.Since(start)
 	out := verifyJSON{Image: st.String(), OK: rep.OK(), Repairable: rep.Repairable(m), Repaired: res.Rewritten,
 		Stripes: stripesJSON(rep), ChunksOK: rep.ChunksOK, ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked,
-		Checked: checkedJSON(rep), Findings: findingsJSON(rep), Seconds: el.Seconds()}
+		Checked: checkedJSON(rep), Findings: findingsJSON(rep), Seconds: el.Seconds(), DigestOnly: rep.DigestOnly, Digests: rep.Digests}
 	if res.After != nil {
 		out.FoundBefore = len(res.Before.Findings)
 	}
@@ -210,6 +248,11 @@ func runVerify(c *cli.Context, args []string) error {
 	}
 	if err != nil {
 		return err
+	}
+	if rep.DigestOnly {
+		p.summary("verified %s: a digest-only image (hashes and block digests, no data): %d chunk digests and every structure intact, %d zero chunks, in %s%s\nit proves nothing about data by itself: check the disk with 'seedship verify --device DISK %s'",
+			st, rep.Digests, rep.ZeroChunks, el.Round(time.Millisecond), checkedLine(rep), shellJoin(args))
+		return nil
 	}
 	repaired := ""
 	if res.After != nil {
@@ -238,7 +281,7 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error 
 	}
 	meter := engine.NewMeter(m.Header.Size, p.progress)
 	start := time.Now()
-	rep, err := readBack(c.Context, m, st.String(), dev, rf, verify.DeviceOptions{Workers: c.Int("workers"), OnProgress: meter.Add})
+	rep, err := readBack(c.Context, m, st.String(), dev, rf, verify.DeviceOptions{Workers: c.Int("workers"), OnProgress: meter.Add, Store: st})
 	p.endProgress()
 	if err != nil {
 		return err
@@ -246,7 +289,7 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error 
 	el := time.Since(start)
 	out := verifyJSON{Image: st.String(), Device: dev, OK: rep.OK(), ChunksOK: rep.ChunksOK,
 		ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked, Checked: checkedJSON(rep), SourceSHA256: rep.SourceSHA256,
-		Findings: findingsJSON(rep), Seconds: el.Seconds()}
+		Findings: findingsJSON(rep), Seconds: el.Seconds(), Changed: changedOf(rep), DigestOnly: m.Header.RequiresFeature(format.FeatureDigestOnly)}
 	if rf != nil {
 		out.Receipt = rf.path
 	}
@@ -254,6 +297,11 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error 
 		return err
 	}
 	what := dev + " against " + st.String()
+	if !p.json {
+		for _, f := range rep.Unchecked {
+			fmt.Fprintf(p.errw, "NOTE the image is damaged: %s (its chunks were checked against their chunk hashes, not their block digests; run 'seedship verify' on the image)\n", f)
+		}
+	}
 	if !rep.OK() {
 		if !p.json {
 			for _, f := range rep.Findings {
