@@ -21,6 +21,10 @@ import (
 	"github.com/seedship/seedship/store"
 )
 
+// SignatureSuffix is appended to a manifest file's key (manifest.ssm,
+// manifest.ssm.N) to name its signature.
+const SignatureSuffix = ".sig"
+
 // DefaultLevel is the default zstd level, 3, which selects
 // klauspost/compress's "default" strategy. Its "better" strategy (levels
 // 6-9) stores about 1.5% less but costs twice the compression CPU, which
@@ -75,6 +79,12 @@ type CaptureOptions struct {
 	// product's seed token). An error fails the capture before the image
 	// is complete.
 	BeforeManifest func(ctx context.Context) (json.RawMessage, error)
+	// SignManifest, if set, signs the manifest's bytes; the signature is
+	// stored beside the manifest and each of its copies, under the
+	// manifest file's key plus SignatureSuffix, before the manifest is
+	// written (package sign makes OpenSSH signatures, namespace
+	// "seedship").
+	SignManifest func(manifest []byte) ([]byte, error)
 
 	imageID *[16]byte // tests: a fixed image ID, so two captures compare byte for byte
 }
@@ -539,6 +549,19 @@ func (c *capture) finish(ctx context.Context, iw *format.ImageWriter, up *upload
 	mb, err := m.Marshal()
 	if err != nil {
 		return nil, err
+	}
+	// The signatures go beside every manifest file, before the manifest:
+	// a complete image of a signed capture is never without them.
+	if c.opts.SignManifest != nil {
+		sig, err := c.opts.SignManifest(mb)
+		if err != nil {
+			return nil, fmt.Errorf("sign the manifest: %w", err)
+		}
+		for _, key := range append(m.CopyKeys(), format.ManifestKey) {
+			if err := c.dst.Put(ctx, key+SignatureSuffix, bytes.NewReader(sig), int64(len(sig))); err != nil {
+				return nil, fmt.Errorf("write %s%s to %s: %w", key, SignatureSuffix, c.dst, err)
+			}
+		}
 	}
 	// Copies first, for parity images: no single file's loss makes the
 	// image unreadable (spec §9.5).
