@@ -6,6 +6,7 @@ import (
 
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
+	"github.com/seedship/seedship/sign"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
@@ -22,6 +23,9 @@ type CheckOptions struct {
 	Workers    int
 	Progress   func(Progress)
 	OnRepaired func(keys []string) // told which files were rewritten
+	// Trust, if set, refuses (exit 3) an image whose manifest is not
+	// signed by one of its keys, before any chunk is read or repaired.
+	Trust *sign.Trust
 }
 
 // CheckResult is the outcome of [CheckImage].
@@ -31,6 +35,9 @@ type CheckResult struct {
 	// when nothing was repaired).
 	Before, After *verify.Report
 	Rewritten     []string
+	// Signer is who signed the image, checked against CheckOptions.Trust
+	// (nil without one).
+	Signer *sign.Signatory
 }
 
 // Final returns the report that describes the image now.
@@ -50,6 +57,10 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 	if err != nil {
 		return nil, err
 	}
+	signer, err := checkSigned(ctx, im, opts.Trust)
+	if err != nil {
+		return nil, err
+	}
 	m := im.Manifest()
 	if opts.Repair {
 		// Held from the first check on: what the repair rewrites is
@@ -60,7 +71,7 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 		}
 		defer unlock()
 	}
-	res := &CheckResult{Manifest: m}
+	res := &CheckResult{Manifest: m, Signer: signer}
 	check := func() (*verify.Report, error) {
 		meter := NewMeter(m.Header.Size, opts.Progress)
 		return verify.CheckImage(ctx, im, verify.CheckOptions{ScanOptions: verify.ScanOptions{Workers: opts.Workers, OnProgress: meter.Add}})

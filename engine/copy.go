@@ -12,6 +12,7 @@ import (
 
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
+	"github.com/seedship/seedship/sign"
 	"github.com/seedship/seedship/store"
 )
 
@@ -19,6 +20,10 @@ import (
 type CopyOptions struct {
 	Jobs     int // segments copied in parallel; default the slower store's connections
 	Progress func(Progress)
+	// Trust, if set, refuses (exit 3, nothing written) a source whose
+	// manifest is not signed by one of its keys. With or without it, an
+	// intact signature of the source is copied beside every manifest.
+	Trust *sign.Trust
 }
 
 // CopyResult describes a finished copy.
@@ -28,6 +33,10 @@ type CopyResult struct {
 	Skipped  []string // keys already present at the destination, read back and verified intact
 	Bytes    int64    // bytes transferred
 	Damaged  []string // source segments that failed verification and were not copied
+	// Signer is who signed the image: checked against CopyOptions.Trust
+	// when given, else only the key of the intact signature that was
+	// copied; nil for an unsigned image.
+	Signer *sign.Signatory
 }
 
 // Copy copies the image in src to dst, verifying every segment while it
@@ -48,6 +57,18 @@ func Copy(ctx context.Context, src, dst store.Store, opts CopyOptions) (*CopyRes
 	m := im.Manifest()
 	if m.Header.RequiresFeature(format.FeatureDigestOnly) {
 		return nil, fmt.Errorf("%w: %s", ErrBadInput, digestOnlyRefusal("copy", src.String()))
+	}
+	// Checked (or, without a trust set, read) before anything is written:
+	// the signature travels with the image.
+	signer, err := checkSigned(ctx, im, opts.Trust)
+	if err == nil && signer == nil {
+		signer, err = sign.InspectStored(ctx, src, manifestKeys(im), im.ManifestBytes())
+		if errors.Is(err, sign.ErrUnsigned) {
+			signer, err = nil, nil
+		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	unlock, err := lockImage(ctx, dst, "copy")
 	if err != nil {
@@ -76,6 +97,12 @@ func Copy(ctx context.Context, src, dst store.Store, opts CopyOptions) (*CopyRes
 	// before the manifest that authenticates it.
 	if err := copyDeltaDigests(ctx, im, dst); err != nil {
 		return res, Resumable(err)
+	}
+	res.Signer = signer
+	if signer != nil {
+		if err := putSignature(ctx, dst, m, signer.Signature); err != nil {
+			return res, Resumable(err)
+		}
 	}
 	mb := im.ManifestBytes()
 	for _, k := range append(m.CopyKeys(), format.ManifestKey) {

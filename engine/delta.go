@@ -79,6 +79,9 @@ type DeltaOptions struct {
 	// unchanged chunks are in its base. Only their manifests and segment
 	// indexes are read.
 	Chain []store.Store
+	// SignManifest, if set, signs the delta's manifest (see
+	// CaptureOptions.SignManifest).
+	SignManifest func(manifest []byte) ([]byte, error)
 
 	imageID *[16]byte // tests: a fixed image ID
 }
@@ -177,7 +180,7 @@ type deltaRun struct {
 // written.
 func planDelta(src *Source, bim *seed.Image, dst store.Store, opts DeltaOptions) (*deltaRun, error) {
 	size := src.Info.Size
-	co := CaptureOptions{ChunkSize: opts.ChunkSize, Level: opts.Level, SegmentSize: opts.SegmentSize, Parity: opts.Parity, Workers: opts.Workers}
+	co := CaptureOptions{ChunkSize: opts.ChunkSize, Level: opts.Level, SegmentSize: opts.SegmentSize, Parity: opts.Parity, Workers: opts.Workers, SignManifest: opts.SignManifest}
 	if co.ChunkSize == 0 {
 		co.ChunkSize = DeltaChunkSize(size)
 	}
@@ -328,6 +331,15 @@ func (d *deltaRun) run(ctx context.Context) (*DeltaResult, error) {
 	mb, err := m.Marshal()
 	if err != nil {
 		return nil, err
+	}
+	if co.SignManifest != nil {
+		sig, err := co.SignManifest(mb)
+		if err != nil {
+			return nil, fmt.Errorf("sign the manifest: %w", err)
+		}
+		if err := putSignature(ctx, d.dst, m, sig); err != nil {
+			return nil, err
+		}
 	}
 	for _, key := range append(m.CopyKeys(), format.ManifestKey) {
 		if err := d.dst.Put(ctx, key, bytes.NewReader(mb), int64(len(mb))); err != nil {

@@ -89,8 +89,8 @@ func restoreDelta(ctx context.Context, im *seed.Image, img store.Store, target s
 	x.zeroed = false // a zero chunk of a delta replaces base bytes, never known zeros
 	err = x.run(ctx)
 	x.result(res, err == nil)
-	if err == nil && len(res.Lost) > 0 && !opts.AllowDamaged {
-		err = fmt.Errorf("%w: %d chunk(s) beyond repair (%s)", ErrIntegrity, len(res.Lost), describeChunks(m, res.Lost))
+	if err == nil {
+		err = beyondRepair(m, res, opts.AllowDamaged)
 	}
 	var written []uint64
 	for _, o := range []origin{fromImage, fromParity, fromFallback, fromZero} {
@@ -100,18 +100,7 @@ func restoreDelta(ctx context.Context, im *seed.Image, img store.Store, target s
 		res.Delta.Written = len(written)
 		res.Delta.VerifiedBytes, err = verifyWritten(ctx, m, t, written, opts.Workers)
 	}
-	if err != nil {
-		return res, t.abandon(err, opts.AllowDamaged)
-	}
-	if err := t.finish(); err != nil {
-		return res, Resumable(err)
-	}
-	res.Elapsed = time.Since(start)
-	if len(res.Lost) > 0 {
-		return res, fmt.Errorf("%w: %s written except %d damaged chunk(s) left untouched: %s; let the replication product resync those ranges",
-			ErrIntegrity, target, len(res.Lost), describeChunks(m, res.Lost))
-	}
-	return res, nil
+	return finishRestore(res, t, target, start, opts.AllowDamaged, err)
 }
 
 // deltaCheck is one chunk of the delta to check on the target: the

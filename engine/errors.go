@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/sign"
 	"github.com/seedship/seedship/store"
 )
 
@@ -67,9 +68,9 @@ func KindOf(err error) Kind {
 		return KindOK
 	case errors.Is(err, context.Canceled):
 		return KindInterrupted
-	case errors.Is(err, ErrBadInput):
+	case errors.Is(err, ErrBadInput), errors.Is(err, sign.ErrBadKey), errors.Is(err, sign.ErrBadTrust):
 		return KindBadInput
-	case errors.Is(err, ErrIntegrity), isDamage(err):
+	case errors.Is(err, ErrIntegrity), isDamage(err), sign.Refused(err):
 		return KindIntegrity
 	case errors.Is(err, ErrResumable), errors.Is(err, store.ErrNoSpace):
 		// A full disk is never bad input: what was written before it

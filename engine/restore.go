@@ -10,6 +10,7 @@ import (
 
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
+	"github.com/seedship/seedship/sign"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
@@ -27,6 +28,9 @@ type RestoreOptions struct {
 	// drive, or the bucket): chunks damaged in img that parity cannot
 	// rebuild are fetched from it, and nothing else.
 	Fallback store.Store
+	// Trust, if set, refuses (exit 3, nothing written) an image whose
+	// manifest is not signed by one of its keys, before any chunk is read.
+	Trust *sign.Trust
 	// Resume continues an interrupted restore: the target is compared
 	// with the image first (locally, by hash), and only the chunks that
 	// differ are fetched (their frames alone, by ranged reads, unless
@@ -55,6 +59,9 @@ type RestoreResult struct {
 	Stripes      []verify.StripeStatus // damaged parity stripes
 	// Delta, for a delta image, says what applying it checked and did.
 	Delta *DeltaApply
+	// Signer is who signed the image, checked against RestoreOptions.Trust
+	// (nil without one).
+	Signer *sign.Signatory
 }
 
 // OpenImage loads and checks the manifest of the image in st, mapping
@@ -121,12 +128,20 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	if err != nil {
 		return nil, err
 	}
+	signer, err := checkSigned(ctx, im, opts.Trust)
+	if err != nil {
+		return nil, err
+	}
 	m := im.Manifest()
 	switch {
 	case m.Header.RequiresFeature(format.FeatureDigestOnly):
 		return nil, fmt.Errorf("%w: %s", ErrBadInput, digestOnlyRefusal("restore", img.String()))
 	case m.Header.RequiresFeature(format.FeatureDelta):
-		return restoreDelta(ctx, im, img, target, opts, start)
+		res, err := restoreDelta(ctx, im, img, target, opts, start)
+		if res != nil {
+			res.Signer = signer
+		}
+		return res, err
 	}
 	var fb *seed.Image
 	if opts.Fallback != nil {
@@ -145,7 +160,7 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	if err := t.open(); err != nil {
 		return nil, err
 	}
-	res := &RestoreResult{Manifest: m}
+	res := &RestoreResult{Manifest: m, Signer: signer}
 	if opts.Resume && !t.created {
 		if err := plan.planResume(ctx, t, opts.Workers); err != nil {
 			return res, t.abandon(err, opts.AllowDamaged)
@@ -154,11 +169,28 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	x := newExecutor(plan, t, im, fb, opts)
 	err = x.run(ctx)
 	x.result(res, err == nil)
-	if err == nil && len(res.Lost) > 0 && !opts.AllowDamaged {
-		err = fmt.Errorf("%w: %d chunk(s) beyond repair (%s)", ErrIntegrity, len(res.Lost), describeChunks(m, res.Lost))
+	if err == nil {
+		err = beyondRepair(m, res, opts.AllowDamaged)
 	}
+	return finishRestore(res, t, target, start, opts.AllowDamaged, err)
+}
+
+// beyondRepair is the error of a restore that met chunks it could not
+// rebuild, unless --allow-damaged lets it write around them.
+func beyondRepair(m *format.Manifest, res *RestoreResult, allowDamaged bool) error {
+	if len(res.Lost) == 0 || allowDamaged {
+		return nil
+	}
+	return fmt.Errorf("%w: %d chunk(s) beyond repair (%s)", ErrIntegrity, len(res.Lost), describeChunks(m, res.Lost))
+}
+
+// finishRestore ends a restore that got as far as writing: on err the
+// target is abandoned (kept, for --resume); otherwise it is fsynced and
+// the result is final, an integrity error naming the chunks left
+// untouched if --allow-damaged wrote around any.
+func finishRestore(res *RestoreResult, t *restoreTarget, target string, start time.Time, allowDamaged bool, err error) (*RestoreResult, error) {
 	if err != nil {
-		return res, t.abandon(err, opts.AllowDamaged)
+		return res, t.abandon(err, allowDamaged)
 	}
 	if err := t.finish(); err != nil {
 		return res, Resumable(err)
@@ -166,7 +198,7 @@ func Restore(ctx context.Context, img store.Store, target string, opts RestoreOp
 	res.Elapsed = time.Since(start)
 	if len(res.Lost) > 0 {
 		return res, fmt.Errorf("%w: %s written except %d damaged chunk(s) left untouched: %s; let the replication product resync those ranges",
-			ErrIntegrity, target, len(res.Lost), describeChunks(m, res.Lost))
+			ErrIntegrity, target, len(res.Lost), describeChunks(res.Manifest, res.Lost))
 	}
 	return res, nil
 }

@@ -508,12 +508,8 @@ func fillAndSync(f *os.File, fi os.FileInfo, data []byte) error {
 	if err == nil {
 		err = f.Chmod(fi.Mode().Perm())
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && err == nil {
-		if cur, cerr := f.Stat(); cerr == nil {
-			if cst, ok := cur.Sys().(*syscall.Stat_t); ok && (cst.Uid != st.Uid || cst.Gid != st.Gid) {
-				err = f.Chown(int(st.Uid), int(st.Gid))
-			}
-		}
+	if err == nil {
+		err = keepOwner(f, fi)
 	}
 	if err == nil {
 		err = f.Sync()

@@ -2,8 +2,10 @@ package verify
 
 import (
 	"context"
+	"errors"
 
 	"fmt"
+	"io"
 	"slices"
 
 	"github.com/seedship/seedship/format"
@@ -110,6 +112,9 @@ func CheckImage(ctx context.Context, im *seed.Image, opts CheckOptions) (*Report
 		}
 	}
 	rep.checked(CheckManifests)
+	if err := checkBaseDigests(ctx, im, rep); err != nil {
+		return rep, err
+	}
 	if len(rep.Findings) > 0 {
 		rep.Stripes, err = im.Stripes(ctx, rep.Findings)
 	}
@@ -172,4 +177,41 @@ func (r *Report) ignore(d seed.Damage) {
 	if !slices.ContainsFunc(r.Ignored, func(f Finding) bool { return f.Key == d.Key }) {
 		r.Ignored = append(r.Ignored, d)
 	}
+}
+
+// checkBaseDigests reads a delta image's base-digest table (spec §12)
+// whole and checks it against the manifest and base.digests_sha256: a
+// missing or damaged table is damage of the image (restore of the delta
+// would refuse it); an image that is not a delta has none.
+func checkBaseDigests(ctx context.Context, im *seed.Image, rep *Report) error {
+	m := im.Manifest()
+	if !m.Header.RequiresFeature(format.FeatureDelta) {
+		return nil
+	}
+	damage := func(err error) {
+		rep.add(Finding{Key: format.BaseDigestsKey, Err: fmt.Errorf("%s of %s: %w", format.BaseDigestsKey, im, err)})
+	}
+	rc, err := im.Store().Get(ctx, format.BaseDigestsKey, 0, -1)
+	if errors.Is(err, store.ErrNotExist) || errors.Is(err, store.ErrNotRegular) {
+		damage(fmt.Errorf("%w: %w", format.ErrMissing, err))
+		return nil
+	}
+	if err == nil {
+		err = format.CheckBaseDigests(store.ContextReader(ctx, rc), m)
+		rc.Close()
+		// The manifest says the table is there: whatever it holds that
+		// is not the table is damage, a wrong magic or version included.
+		if format.IsDamage(err) || errors.Is(err, format.ErrFormat) || errors.Is(err, format.ErrVersion) || errors.Is(err, io.ErrUnexpectedEOF) {
+			damage(err)
+			return nil
+		}
+	}
+	if err == nil {
+		rep.checked(CheckBaseDigests)
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("read %s of %s: %w", format.BaseDigestsKey, im, err)
 }

@@ -21,10 +21,14 @@ import (
 // a passing one for the same image and target before it lets a
 // replication product skip its full resync.
 //
-// Signing (issue 10) will add a "signature" field over the encoding of
-// the other fields. This version decodes receipts strictly and refuses
-// any field it does not know, so it never accepts a signature it cannot
-// check as if it were checked.
+// A receipt is signed, when verify is given --sign-key, by a detached SSH
+// signature of its exact bytes in the file beside it
+// ([ReceiptSignatureFile]), made for the namespace "seedship-receipt"
+// (sign.ReceiptNamespace), never for a manifest's: the receipt itself
+// has no signature field, and the bytes checked are the bytes read. This
+// package decodes receipts strictly and refuses any field it does not
+// know, so a receipt never carries a claim, such as an inline signature,
+// that nothing checks.
 
 // Receipt constants.
 const (
@@ -40,6 +44,11 @@ const (
 	// is always complete.
 	maxReceiptFindings = 20
 )
+
+// ReceiptSignatureFile is the path of the signature of the receipt at
+// path: path + ".sig", so that ssh-keygen -Y verify -n seedship-receipt
+// -s FILE.sig < FILE checks it with OpenSSH alone.
+func ReceiptSignatureFile(path string) string { return path + ".sig" }
 
 // Receipt statuses.
 const (

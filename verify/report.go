@@ -45,6 +45,9 @@ const (
 	// CheckSourceSHA256: the whole-source SHA-256 of the manifest was
 	// recomputed from the device's bytes and matched.
 	CheckSourceSHA256 CheckKind = "source-sha256"
+	// CheckBaseDigests: a delta image's base-digest table (spec §12)
+	// was read whole and matched its manifest and base.digests_sha256.
+	CheckBaseDigests CheckKind = "base-digests"
 )
 
 // Sentinel errors.

@@ -63,6 +63,7 @@ Examples:
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped; with volumes, give every volume of the capture, plus any new empty drive to continue onto"},
 			&cli.StringFlag{Name: "volume-size", Usage: "cap what each destination volume holds, e.g. 500GiB (at least 1MiB; never more than its free space less a margin)", DefaultText: "free space less 1% and 32 MiB"},
 			&cli.BoolFlag{Name: "no-readback", Usage: "with volumes: skip reading every volume back from the drive after the capture"},
+			signKeyFlag(), signPassphraseFlag(),
 			workersFlag("hash/compress", " (fewer run when large chunks would not fit in memory)"),
 		}, adapterFlags("capture")...),
 		run: runCapture,
@@ -135,6 +136,14 @@ func runCapture(c *cli.Context, args []string) error {
 		Workers:     c.Int("workers"),
 		Tool:        "seedship " + version,
 		Progress:    p.progress,
+	}
+	// A wrong key path or passphrase is refused before the source is read.
+	signer, err := loadSigner(c)
+	if err != nil {
+		return err
+	}
+	if signer != nil {
+		opts.SignManifest = signer.Sign
 	}
 	// Several destinations (or one given --volume-size, or a volume to
 	// continue) are a set of courier volumes; one is an image as always.
@@ -216,6 +225,9 @@ func runCapture(c *cli.Context, args []string) error {
 	p.summary("captured %s (%d bytes) from %s into %s: stored %s in %d segment(s)%s, %d of %d chunks zero, %s at %s\nsha256 %s",
 		human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), par, h.ZeroChunks, h.Chunks,
 		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256)
+	if signer != nil {
+		p.summary("signed with %s (%s.sig beside each manifest file)", signer, format.ManifestKey)
+	}
 	return nil
 }
 

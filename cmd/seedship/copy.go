@@ -27,7 +27,8 @@ directory or prefix (which 'verify --repair' can then repair from parity).
 Examples:
    seedship copy /mnt/courier/seed s3://seeds/site-a/sdb1
    seedship copy s3://seeds/site-a/sdb1 /var/tmp/seed`,
-		run: runCopy,
+		flags: []cli.Flag{trustFlag()},
+		run:   runCopy,
 	}, nil, src, []operand{dst})
 }
 
@@ -44,6 +45,10 @@ type copyJSON struct {
 }
 
 func runCopy(c *cli.Context, args []string) error {
+	trust, err := loadTrust(c)
+	if err != nil {
+		return err
+	}
 	src, _, err := openImageStore(c, args[:len(args)-1])
 	if err != nil {
 		return err
@@ -54,7 +59,7 @@ func runCopy(c *cli.Context, args []string) error {
 	}
 	p := newPrinter(c, "copy")
 	start := time.Now()
-	res, err := engine.Copy(c.Context, src, dst, engine.CopyOptions{Jobs: c.Int("jobs"), Progress: p.progress})
+	res, err := engine.Copy(c.Context, src, dst, engine.CopyOptions{Jobs: c.Int("jobs"), Progress: p.progress, Trust: trust})
 	p.endProgress()
 	// The same copy continues an interrupted one: segments already at DST
 	// are checked and kept.
@@ -72,5 +77,8 @@ func runCopy(c *cli.Context, args []string) error {
 	}
 	p.summary("copied %s to %s: %d file(s), %s in %s (%s), %d already there and kept",
 		src, dst, len(res.Copied), human(res.Bytes), el.Round(time.Millisecond), rate(res.Bytes, el), len(res.Skipped))
+	if res.Signer != nil {
+		p.summary("signed by %s; the signature was copied with the image", signerText(res.Signer, trust != nil))
+	}
 	return nil
 }

@@ -49,6 +49,7 @@ Example:
 			&cli.BoolFlag{Name: "allow-in-use", Usage: "read a block device even though it is mounted or in use (the delta may then be inconsistent)"},
 			&cli.StringSliceFlag{Name: "chain", Usage: "when IMAGE is itself a delta: the image it was computed against, and so on down to the full image, nearest first (repeat the flag); only their manifests and indexes are read"},
 			workersFlag("hash/compress", ""),
+			signKeyFlag(), signPassphraseFlag(),
 		},
 		run: runDelta,
 	})
@@ -113,6 +114,10 @@ func runDelta(c *cli.Context, args []string) error {
 		return err
 	}
 	defer src.Close()
+	signer, err := loadSigner(c)
+	if err != nil {
+		return err
+	}
 	dst, err := createStore(c, args[2])
 	if err != nil {
 		return err
@@ -120,7 +125,7 @@ func runDelta(c *cli.Context, args []string) error {
 	p := newPrinter(c, "delta")
 	res, err := engine.Delta(c.Context, base, src, dst, engine.DeltaOptions{
 		ChunkSize: int(chunk), Level: c.Int("level"), SegmentSize: seg, Parity: geo,
-		Workers: c.Int("workers"), Tool: "seedship " + version, Progress: p.progress, Chain: chain,
+		Workers: c.Int("workers"), Tool: "seedship " + version, Progress: p.progress, Chain: chain, SignManifest: signManifest(signer),
 	})
 	p.endProgress()
 	if err != nil {

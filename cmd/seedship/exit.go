@@ -31,7 +31,8 @@ EXIT STATUS:
         is kept, the command that continues it is printed on stderr
    2    usage error or bad input (bad flag value, missing source, non-empty destination,
         target in use, command needs Linux); nothing was written
-   3    integrity failure: damage found, or the device differs from the image
+   3    integrity failure: damage found, the device differs from the image, or (--trust) the
+        image's signature is missing, by an untrusted key, or does not match its manifest
    130  interrupted (SIGINT or SIGTERM); the command that continues it is printed on stderr`
 
 // usageError marks command-line mistakes: bad flags, arguments or values.

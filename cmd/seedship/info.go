@@ -29,6 +29,7 @@ says which are present, which are missing and how many may be lost; --volumes al
 present volume's label (as 'seedship label' does).`,
 		flags: []cli.Flag{
 			&cli.BoolFlag{Name: "volumes", Usage: "also print the label of each volume given"},
+			trustFlag(),
 		},
 		run: runInfo,
 	}, nil, image, nil)
@@ -55,6 +56,9 @@ type infoJSON struct {
 	// Checked is what info checked: only the manifest's own checksum
 	// (it reads no chunk data; verify does).
 	Checked []string `json:"checked"`
+	// Signer is who signed the manifest: checked against --trust, or
+	// without it only the key the signature names; empty when unsigned.
+	Signer string `json:"signer,omitempty"`
 	// Volumes lists the volumes given, for a volume set; with --volumes
 	// Labels holds their labels.
 	Volumes          []volumeJSON   `json:"volumes,omitempty"`
@@ -75,7 +79,15 @@ func runInfo(c *cli.Context, args []string) error {
 	if set == nil && c.Bool("volumes") {
 		return usagef("info: --volumes: %s is not a courier volume (it holds no %s)", args[0], volume.LabelKey)
 	}
+	trust, err := loadTrust(c)
+	if err != nil {
+		return err
+	}
 	m, err := engine.OpenImage(c.Context, st)
+	if err != nil {
+		return err
+	}
+	who, err := engine.Signature(c.Context, st, trust)
 	if err != nil {
 		return err
 	}
@@ -86,7 +98,7 @@ func runInfo(c *cli.Context, args []string) error {
 			Size: h.Size, ChunkSize: h.ChunkSize, BlockSize: h.BlockSize, storedJSON: storedOf(m), SHA256: h.SHA256,
 			ParitySegments: len(m.Parity), ParityOverhead: overhead(h),
 			ManifestSHA256: hex.EncodeToString(m.Hash[:]), Compression: h.Compression, Source: h.Source,
-			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd, Checked: infoChecked}
+			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd, Checked: infoChecked, Signer: signerText(who, trust != nil)}
 		if set != nil {
 			out.Volumes, out.VolumeCount, out.VolumesMissing = volumesJSON(set, nil, false), set.Count(), set.Missing()
 			if vs := set.Volumes(); len(vs) > 0 {
@@ -103,6 +115,11 @@ func runInfo(c *cli.Context, args []string) error {
 	var b strings.Builder
 	row := func(k, f string, a ...any) { fmt.Fprintf(&b, "%-16s %s\n", k+":", fmt.Sprintf(f, a...)) }
 	row("image", "%s", st)
+	if who != nil {
+		row("signed by", "%s", signerText(who, trust != nil))
+	} else {
+		row("signed by", "nobody (no %s.sig)", format.ManifestKey)
+	}
 	row("format", "seedship v%d, image id %s, written by %s", h.Version, h.ImageID, h.Tool)
 	src := h.Source.Path + " (" + h.Source.Kind
 	if h.Source.Host != "" {

@@ -42,16 +42,24 @@ Courier volumes: give every volume at hand, in any order, before TARGET. A volum
 the same volume twice, or a stale volume of an earlier capture is refused before anything is
 written; a missing volume is rebuilt from parity when the image's placement allows it.
 
+One bay at the target: --partial writes what the volume given holds, records progress in a state
+file (--state; default TARGET.seedship-partial, or /var/lib/seedship/partial/<disk>.json for a
+device), and says which volumes and segments are still missing; the run that completes the target
+verifies it whole. --stage DIR keeps shards so that parity can rebuild a lost volume one bay at a
+time.
+
 Examples:
    seedship restore /mnt/courier/seed /dev/sdc1
+   seedship restore --partial /mnt/bay/seed /dev/sdc1
    seedship restore /mnt/d3/seed /mnt/d1/seed /mnt/d2/seed /dev/sdc1`,
-		flags: []cli.Flag{
+		flags: append(partialFlags(),
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted restore: compare TARGET with the image first and fetch only the segments that differ"},
 			&cli.StringFlag{Name: "fallback", Usage: "a second copy of the same image (directory or s3://): chunks damaged here that parity cannot rebuild are fetched from it, and nothing else"},
 			&cli.BoolFlag{Name: "allow-damaged", Usage: "if chunks are beyond repair, write everything else, leave their ranges untouched, list them and exit 3"},
+			trustFlag(),
 			workersFlag("decode/verify", ""),
-		},
+		),
 		run: runRestore,
 	}, nil, image, []operand{target})
 }
@@ -95,10 +103,17 @@ func lostRanges(m *format.Manifest, chunks []uint64) []lostJSON {
 }
 
 func runRestore(c *cli.Context, args []string) error {
+	if c.Bool("partial") || c.IsSet("state") {
+		return runPartialRestore(c, args) // one bay at the target: partial.go
+	}
 	if err := checkFallback(c); err != nil {
 		return err
 	}
 	imageLocs, target := args[:len(args)-1], args[len(args)-1]
+	trust, err := loadTrust(c)
+	if err != nil {
+		return err
+	}
 	st, set, err := openImageStore(c, imageLocs)
 	if err != nil {
 		return err
@@ -116,6 +131,7 @@ func runRestore(c *cli.Context, args []string) error {
 		Resume:       c.Bool("resume"),
 		TargetZeroed: c.Bool("target-zeroed"),
 		AllowDamaged: c.Bool("allow-damaged"),
+		Trust:        trust,
 		Workers:      c.Int("workers"),
 		Progress:     p.progress,
 	})
@@ -168,6 +184,9 @@ func runRestore(c *cli.Context, args []string) error {
 			st, target, d.Checked, h.Chunks, d.BaseManifestSHA256, d.AlreadyApplied, d.Written, human(d.VerifiedBytes),
 			res.Elapsed.Round(time.Millisecond), h.SHA256, target)
 		return nil
+	}
+	if res.Signer != nil {
+		p.summary("signed by %s", signerText(res.Signer, true))
 	}
 	if res.Skipped > 0 {
 		p.summary("resumed: %d of %d segment(s) were already on %s and were not fetched again", res.Skipped, len(res.Manifest.Segments), target)

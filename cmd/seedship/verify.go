@@ -65,6 +65,7 @@ Examples:
 			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
 			&cli.StringFlag{Name: "fallback", Usage: "with --repair: a second copy of the same image (directory or s3://) to fetch what parity cannot rebuild from"},
 			workersFlag("parallel", ""),
+			trustFlag(),
 		},
 		run: runVerify,
 	}, nil, image, nil)
@@ -108,6 +109,7 @@ type verifyJSON struct {
 	SourceSHA256 string        `json:"source_sha256,omitempty"` // recomputed from the device (verify --device)
 	Findings     []findingJSON `json:"findings"`
 	Seconds      float64       `json:"seconds"`
+	Signer       string        `json:"signer,omitempty"` // who signed, checked against --trust
 
 	// DigestOnly: the image holds hashes and block digests, no data;
 	// Digests counts the chunks whose digest entries were checked.
@@ -173,6 +175,10 @@ func runVerify(c *cli.Context, args []string) error {
 	if err := checkFallback(c); err != nil {
 		return err
 	}
+	trust, err := loadTrust(c)
+	if err != nil {
+		return err
+	}
 	st, set, err := openImageStore(c, args)
 	if err != nil {
 		return err
@@ -181,6 +187,15 @@ func runVerify(c *cli.Context, args []string) error {
 		return usagef("verify: --repair rewrites an image in place and does not write to courier volumes: restore rebuilds from parity on the fly")
 	}
 	p := newPrinter(c, "verify")
+	if trust != nil {
+		// Before the device is read or the image repaired: a forged
+		// image's hashes are not worth comparing with.
+		who, err := engine.Signature(c.Context, st, trust)
+		if err != nil {
+			return err
+		}
+		p.summary("signed by %s", signerText(who, true))
+	}
 	if dev != "" {
 		if c.Bool("repair") {
 			return usagef("verify: --repair repairs an image, not a device: drop --device, or restore again")
@@ -198,6 +213,7 @@ func runVerify(c *cli.Context, args []string) error {
 	res, err := engine.CheckImage(c.Context, st, engine.CheckOptions{
 		Fallback: fb,
 		Repair:   c.Bool("repair"),
+		Trust:    trust,
 		Workers:  c.Int("workers"),
 		Progress: p.progress,
 		OnRepaired: func(keys []string) {
@@ -222,6 +238,7 @@ func runVerify(c *cli.Context, args []string) error {
 	out := verifyJSON{Image: st.String(), OK: rep.OK(), Repairable: rep.Repairable(m), Repaired: res.Rewritten,
 		Stripes: stripesJSON(rep), ChunksOK: rep.ChunksOK, ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked,
 		Checked: checkedJSON(rep), Findings: findingsJSON(rep), Seconds: el.Seconds(), DigestOnly: rep.DigestOnly, Digests: rep.Digests}
+	out.Signer = signerText(res.Signer, true)
 	if res.After != nil {
 		out.FoundBefore = len(res.Before.Findings)
 	}

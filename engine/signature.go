@@ -1,0 +1,65 @@
+package engine
+
+import (
+	"context"
+	"errors"
+
+	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seed"
+	"github.com/seedship/seedship/sign"
+	"github.com/seedship/seedship/store"
+)
+
+// manifestKeys returns the manifest files of im, the one its manifest was
+// read from first: beside each is its signature (sign.SigKey).
+func manifestKeys(im *seed.Image) []string {
+	keys := []string{im.ManifestKey()}
+	for _, k := range append([]string{format.ManifestKey}, im.Manifest().CopyKeys()...) {
+		if k != im.ManifestKey() {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// checkSigned refuses im unless a key in trust signed its manifest (an
+// error that sign.Refused matches: integrity, exit 3), before any chunk
+// is read. A nil trust checks nothing and returns nil.
+func checkSigned(ctx context.Context, im *seed.Image, trust *sign.Trust) (*sign.Signatory, error) {
+	if trust == nil {
+		return nil, nil
+	}
+	// sign's errors name the signature file and the store.
+	return sign.VerifyStored(ctx, im.Store(), manifestKeys(im), im.ManifestBytes(), trust)
+}
+
+// putSignature stores sig beside every manifest file of m in dst (at
+// SignatureSuffix: sign.SigKey); nil sig stores nothing. Called before
+// manifest.ssm is written, so that a finished signed image always has its
+// signature.
+func putSignature(ctx context.Context, dst store.Store, m *format.Manifest, sig []byte) error {
+	if sig == nil {
+		return nil
+	}
+	return sign.PutSignatures(ctx, dst, append(m.CopyKeys(), format.ManifestKey), sig)
+}
+
+// Signature tells who signed the image in st. With a trust set it checks
+// the signature as Restore does (refusing, exit 3, an image unsigned,
+// signed by another key, or not matching); without one it only reads the
+// first intact signature and names its key, trusting nothing (nil, nil
+// for an unsigned image).
+func Signature(ctx context.Context, st store.Store, trust *sign.Trust) (*sign.Signatory, error) {
+	im, err := openImage(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if trust != nil {
+		return checkSigned(ctx, im, trust)
+	}
+	who, err := sign.InspectStored(ctx, st, manifestKeys(im), im.ManifestBytes())
+	if errors.Is(err, sign.ErrUnsigned) {
+		return nil, nil
+	}
+	return who, err
+}
