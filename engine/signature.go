@@ -50,16 +50,32 @@ func putSignature(ctx context.Context, dst store.Store, m *format.Manifest, sig 
 // first intact signature and names its key, trusting nothing (nil, nil
 // for an unsigned image).
 func Signature(ctx context.Context, st store.Store, trust *sign.Trust) (*sign.Signatory, error) {
+	_, who, err := OpenImageSigned(ctx, st, trust)
+	return who, err
+}
+
+// OpenImageSigned is OpenImage and Signature on one read of the manifest:
+// the manifest returned is the very bytes whose signature was checked, so
+// a store that serves a signed manifest to the check and another one
+// afterwards gains nothing.
+func OpenImageSigned(ctx context.Context, st store.Store, trust *sign.Trust) (*format.Manifest, *sign.Signatory, error) {
 	im, err := openImage(ctx, st)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if trust != nil {
-		return checkSigned(ctx, im, trust)
+		who, err := checkSigned(ctx, im, trust)
+		if err != nil {
+			return nil, nil, err
+		}
+		return im.Manifest(), who, nil
 	}
 	who, err := sign.InspectStored(ctx, st, manifestKeys(im), im.ManifestBytes())
 	if errors.Is(err, sign.ErrUnsigned) {
-		return nil, nil
+		return im.Manifest(), nil, nil
 	}
-	return who, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return im.Manifest(), who, nil
 }

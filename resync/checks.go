@@ -35,6 +35,10 @@ const (
 	CondUnwritten = "the target was not written since the read-back"
 	CondNotInUse  = "the target is not mounted and has no holders"
 	CondReadBack  = "the target reads back as the image"
+	// With --trust: the image's manifest (which holds the seed token and
+	// binds every chunk hash) and the receipt are signed by trusted keys.
+	CondImageSigned   = "the image is signed by a trusted key"
+	CondReceiptSigned = "the receipt is signed by a trusted key"
 )
 
 // CheckError is one failed check before extend. Its message is one line:
@@ -47,6 +51,9 @@ type CheckError struct {
 	// Differs says the target is known to differ from the image (an
 	// integrity finding), rather than not proven to hold it.
 	Differs bool
+	// Cause is the error the check found, when there is one to match
+	// with errors.Is (a refused signature: sign.Refused); nil otherwise.
+	Cause error
 }
 
 // Error returns "check failed: CONDITION: PROBLEM: FIX".
@@ -58,8 +65,13 @@ func (e *CheckError) Error() string {
 	return msg
 }
 
-// Unwrap returns [ErrCheck].
-func (e *CheckError) Unwrap() error { return ErrCheck }
+// Unwrap returns [ErrCheck] and the Cause, if any.
+func (e *CheckError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{ErrCheck}
+	}
+	return []error{ErrCheck, e.Cause}
+}
 
 // CheckToken checks the seed token against the adapter that is to extend
 // and the image's capture start: the token was made by adapter, and its

@@ -26,6 +26,13 @@
 // SIGNERS) with its namespaces, valid-after and valid-before options;
 // cert-authority lines are refused, as seedship trusts listed keys only.
 //
+// Restore receipts (verify --device --receipt --sign-key) are signed the
+// same way for namespace "seedship-receipt" ([ReceiptNamespace],
+// [Signer.SignNamespace], [VerifyNamespace]): a receipt's signature is
+// never a manifest's, nor the reverse, though the key may be the same. An
+// allowed_signers line restricted with namespaces="seedship" trusts its
+// key for manifests only; namespaces="seedship,seedship-receipt" for both.
+//
 // Everything read here is hostile input: signature files are refused above
 // [MaxSignatureSize] before they are parsed, trust and key files above
 // their own bounds, and every refusal is one line naming the file. Errors

@@ -76,7 +76,7 @@ func NewSigner(name string, privateKeyPEM []byte, passphrase func() ([]byte, err
 	signer, err := ssh.ParsePrivateKey(privateKeyPEM)
 	if missing := (*ssh.PassphraseMissingError)(nil); errors.As(err, &missing) {
 		if passphrase == nil {
-			return nil, fmt.Errorf("signing key %s: %w: it is protected by a passphrase; give its passphrase file (capture --sign-passphrase-file)", name, ErrBadKey)
+			return nil, fmt.Errorf("signing key %s: %w: it is protected by a passphrase; give its passphrase file (--sign-passphrase-file)", name, ErrBadKey)
 		}
 		pass, perr := passphrase()
 		if perr != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -10,6 +12,9 @@ import (
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/resync"
+	"github.com/seedship/seedship/seed"
+	"github.com/seedship/seedship/sign"
+	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
 
@@ -38,18 +43,30 @@ Each failed check is one line naming its condition; then nothing is run.
     file's mtime and ctime). Without --receipt, or with --reverify, extend reads TARGET back
     itself (every chunk and the whole-source SHA-256) before the steps.
 
+With --trust FILE (a public key file or an OpenSSH allowed_signers file), two more checks come
+first: the image's manifest, which holds the seed token and binds every chunk hash, is signed by
+a key FILE lists (capture --sign-key), and the receipt is signed by a key FILE lists for the
+namespace seedship-receipt (verify --receipt FILE --sign-key KEY writes FILE.sig). An unsigned
+image or receipt, one signed by another key, or one altered after signing is refused with exit 3.
+Without --trust a signature beside the receipt is not checked, and counts for nothing: only
+--trust makes it evidence.
+
 A receipt from before a restart cannot show that nothing was written since: use --reverify.
-A failed check exits 2 (3 when the target differs from the image) and runs nothing; a product
-command that fails exits 1 after the cleanup step has run (and restored every file a step edited).
+A failed check exits 2 (3 when the target differs from the image, or --trust refuses a
+signature) and runs nothing; a product command that fails exits 1 after the cleanup step has run
+(and restored every file a step edited).
 --dry-run runs the checks (but not the read-back), then prints every command and file edit the
 steps would make, and changes nothing.
 
 Examples:
    seedship extend --adapter drbd --config /etc/seedship/r0.json --receipt /root/sdc1.receipt /mnt/courier/seed /dev/sdc1
+   seedship extend --adapter drbd --config /etc/seedship/r0.json --trust /etc/seedship/allowed_signers \
+       --receipt /root/sdc1.receipt /mnt/courier/seed /dev/sdc1
    seedship extend --adapter sios --config /etc/seedship/sios.json --dry-run /mnt/courier/seed /dev/sdc1`,
 		flags: append(adapterFlags("extend"),
 			&cli.StringFlag{Name: "receipt", Usage: "the restore receipt of verify --device TARGET --receipt FILE IMAGE: the evidence that TARGET holds the image"},
 			&cli.BoolFlag{Name: "reverify", Usage: "read TARGET back against the image before extending, even with a receipt (after a restart, or when in doubt)"},
+			&cli.StringFlag{Name: "trust", Usage: "refuse (exit 3) unless the image's manifest and the --receipt are signed by keys in this file (a public key file or an OpenSSH allowed_signers file); without it a receipt's signature is not checked"},
 			workersFlag("parallel read-back", ""),
 		),
 		run: runExtend,
@@ -58,20 +75,28 @@ Examples:
 
 // extendJSON is extend's --json output.
 type extendJSON struct {
-	Image    string   `json:"image"`
-	Target   string   `json:"target"`
-	Adapter  string   `json:"adapter"`
-	DryRun   bool     `json:"dry_run"`
-	Evidence string   `json:"evidence"` // "receipt", "read-back" or "none (dry run)"
-	Receipt  string   `json:"receipt,omitempty"`
-	Checks   []string `json:"checks"` // the conditions that held
-	Seconds  float64  `json:"seconds"`
+	Image    string `json:"image"`
+	Target   string `json:"target"`
+	Adapter  string `json:"adapter"`
+	DryRun   bool   `json:"dry_run"`
+	Evidence string `json:"evidence"` // "receipt", "read-back" or "none (dry run)"
+	Receipt  string `json:"receipt,omitempty"`
+	// Signer and ReceiptSigner are who signed the image and the receipt,
+	// checked against --trust (empty without it).
+	Signer        string   `json:"signer,omitempty"`
+	ReceiptSigner string   `json:"receipt_signer,omitempty"`
+	Checks        []string `json:"checks"` // the conditions that held
+	Seconds       float64  `json:"seconds"`
 }
 
 func runExtend(c *cli.Context, args []string) error {
 	image, target := args[0], args[1]
 	if c.String("adapter") == "" {
 		return usagef("extend: --adapter NAME is required (the replication product's steps: see 'seedship extend --help')")
+	}
+	trust, err := loadTrust(c)
+	if err != nil {
+		return err
 	}
 	run, err := openAdapter(c, "extend", stepLog(c))
 	if err != nil {
@@ -81,15 +106,19 @@ func runExtend(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := engine.OpenImage(c.Context, st)
+	m, who, err := openExtendImage(c.Context, st, trust)
 	if err != nil {
 		return err
 	}
-	x := &extension{c: c, p: newPrinter(c, "extend"), run: run, m: m, img: verify.ImageOf(m, st.String()), target: target,
+	x := &extension{c: c, p: newPrinter(c, "extend"), run: run, m: m, img: verify.ImageOf(m, st.String()), target: target, trust: trust,
 		res: extendJSON{Image: st.String(), Target: target, Adapter: run.adapter.Name(), DryRun: run.session.DryRun, Checks: []string{}}}
 	start := time.Now()
 	if x.run.session.DryRun {
 		x.run.session.Logf("dry run: extend of %s from %s with adapter %s (%s): checks run, nothing is changed", target, st, run.adapter.Name(), run.config)
+	}
+	if who != nil {
+		x.held(resync.CondImageSigned, signerText(who, true))
+		x.res.Signer = signerText(who, true)
 	}
 	token, err := x.checkToken()
 	if err != nil {
@@ -125,6 +154,7 @@ type extension struct {
 	m      *format.Manifest
 	img    verify.ReceiptImage
 	target string
+	trust  *sign.Trust // --trust; nil without it
 	res    extendJSON
 }
 
@@ -201,9 +231,15 @@ func (x *extension) checkEvidence() error {
 // its result and, when identity is set, for the target as it is now
 // (the device the receipt names, not written since).
 func (x *extension) checkReceipt(path string, identity bool) error {
-	receipt, err := resync.LoadReceipt(path)
+	receipt, who, err := resync.LoadSignedReceipt(path, x.trust)
 	if err != nil {
-		return resyncError(err)
+		return signedCheckError(err)
+	}
+	if who != nil {
+		x.held(resync.CondReceiptSigned, signerText(who, true))
+		x.res.ReceiptSigner = signerText(who, true)
+	} else if _, err := os.Lstat(verify.ReceiptSignatureFile(path)); err == nil {
+		x.run.session.Logf("note: the signature %s of receipt %s is not checked: give --trust to require it", verify.ReceiptSignatureFile(path), path)
 	}
 	var now *verify.Target
 	if identity {
@@ -243,4 +279,53 @@ func extendReadBack(ctx context.Context, m *format.Manifest, location, target st
 	return nil, resyncError(&resync.CheckError{Condition: resync.CondReadBack, Differs: r.Result.Differs,
 		Problem: fmt.Sprintf("%s against %s: %s", target, location, r.Result.Reason),
 		Fix:     "restore the image onto the target again (seedship restore), then extend"})
+}
+
+// openExtendImage opens the image in st and, with a trust set, checks
+// that a key in it signed the manifest, refusing the image otherwise
+// (a [*resync.CheckError] for [resync.CondImageSigned], exit 3) before the
+// seed token or any chunk is read. The signature is checked over the very
+// bytes the returned manifest was decoded from (one read of the
+// manifest): a store that serves a signed manifest to a first read and
+// another to a second gains nothing.
+func openExtendImage(ctx context.Context, st store.Store, trust *sign.Trust) (*format.Manifest, *sign.Signatory, error) {
+	if trust == nil {
+		m, err := engine.OpenImage(ctx, st)
+		return m, nil, err
+	}
+	im, err := seed.Open(ctx, st)
+	if err != nil {
+		// engine.OpenImage classifies the failure (not an image, another
+		// version, damage) as every command does.
+		if _, cerr := engine.OpenImage(ctx, st); cerr != nil {
+			return nil, nil, cerr
+		}
+		return nil, nil, fmt.Errorf("open %s: %w", st, err)
+	}
+	keys := []string{im.ManifestKey()}
+	for _, k := range append([]string{format.ManifestKey}, im.Manifest().CopyKeys()...) {
+		if k != im.ManifestKey() {
+			keys = append(keys, k)
+		}
+	}
+	who, err := sign.VerifyStored(ctx, st, keys, im.ManifestBytes(), trust)
+	if sign.Refused(err) {
+		return nil, nil, signedCheckError(&resync.CheckError{Condition: resync.CondImageSigned, Problem: err.Error(),
+			Fix: "extend only an image signed by a key the trust file lists (capture --sign-key)", Cause: err})
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return im.Manifest(), who, nil
+}
+
+// signedCheckError is resyncError, except that a check refused because
+// of a signature (unsigned, untrusted, or not matching what it signs) is
+// an integrity failure (exit 3), as --trust is everywhere else.
+func signedCheckError(err error) error {
+	var ce *resync.CheckError
+	if errors.As(err, &ce) && sign.Refused(err) {
+		return &classified{kind: engine.ErrIntegrity, err: err}
+	}
+	return resyncError(err)
 }

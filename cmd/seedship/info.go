@@ -83,11 +83,8 @@ func runInfo(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, err := engine.OpenImage(c.Context, st)
-	if err != nil {
-		return err
-	}
-	who, err := engine.Signature(c.Context, st, trust)
+	// One read: what info shows is the manifest whose signature it names.
+	m, who, err := engine.OpenImageSigned(c.Context, st, trust)
 	if err != nil {
 		return err
 	}

@@ -24,9 +24,15 @@ func loadTrust(c *cli.Context) (*sign.Trust, error) {
 }
 
 // signKeyFlag and signPassphraseFlag are capture's and delta's signing
-// flags.
+// flags (signPassphraseFlag also verify's, with receiptSignKeyFlag).
 func signKeyFlag() cli.Flag {
 	return &cli.StringFlag{Name: "sign-key", Usage: "sign the manifest with this OpenSSH private key (ssh-keygen -t ed25519): the signature is stored beside each manifest file as <file>.sig, checked by --trust or by ssh-keygen -Y verify -n seedship"}
+}
+
+// receiptSignKeyFlag is verify's --sign-key, which signs the restore
+// receipt (verify --device --receipt), not an image.
+func receiptSignKeyFlag() cli.Flag {
+	return &cli.StringFlag{Name: "sign-key", Usage: "with --receipt: sign the receipt with this OpenSSH private key (ssh-keygen -t ed25519), pass or fail: the signature is written beside it as FILE.sig, checked by extend --trust or by ssh-keygen -Y verify -n seedship-receipt"}
 }
 
 func signPassphraseFlag() cli.Flag {

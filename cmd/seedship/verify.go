@@ -16,6 +16,7 @@ import (
 	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/sign"
 	"github.com/seedship/seedship/store"
 	"github.com/seedship/seedship/verify"
 )
@@ -38,6 +39,11 @@ device number, serial, WWN, /dev/disk/by-id, or a file's inode; the kernel's wri
 boot id), the result (pass or fail, the chunks checked, the whole-source SHA-256 recomputed from
 the target), the seedship version and the time. seedship extend takes it as the evidence that the
 target holds the image, so the replication product may skip its full resync.
+With --sign-key KEY (an OpenSSH private key) the receipt is also signed, pass or fail: a detached
+SSH signature of its exact bytes, in namespace seedship-receipt, written atomically beside it as
+FILE.sig (an unsigned receipt replaces an older FILE.sig by removing it). extend --trust requires
+it; anyone can check it with OpenSSH alone:
+   ssh-keygen -Y verify -f allowed_signers -I ops@example.com -n seedship-receipt -s FILE.sig < FILE
 
 A digest-only image (capture --digest-only) holds no chunk data: without --device, verify checks
 every structure it holds (manifest and copies, segment headers, frame headers, indexes with their
@@ -58,10 +64,12 @@ Examples:
    seedship verify /mnt/courier/seed
    seedship verify --device /dev/sdc1 /mnt/courier/seed
    seedship verify --device /dev/sdc1 --receipt /root/sdc1.receipt /mnt/courier/seed
+   seedship verify --device /dev/sdc1 --receipt /root/sdc1.receipt --sign-key /root/.ssh/id_ed25519 /mnt/courier/seed
    seedship verify --device /dev/sdb /root/sdb-digests`,
 		flags: []cli.Flag{
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
 			&cli.StringFlag{Name: "receipt", Usage: "with --device: write a restore receipt (JSON) to this file, pass or fail, for seedship extend"},
+			receiptSignKeyFlag(), signPassphraseFlag(),
 			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
 			&cli.StringFlag{Name: "fallback", Usage: "with --repair: a second copy of the same image (directory or s3://) to fetch what parity cannot rebuild from"},
 			workersFlag("parallel", ""),
@@ -93,23 +101,25 @@ type stripeJSON struct {
 
 // verifyJSON is verify's --json output.
 type verifyJSON struct {
-	Image        string        `json:"image"`
-	Device       string        `json:"device,omitempty"`
-	Receipt      string        `json:"receipt,omitempty"` // the restore receipt written (verify --device --receipt)
-	OK           bool          `json:"ok"`
-	Repairable   bool          `json:"repairable"`
-	Repaired     []string      `json:"repaired,omitempty"`
-	Lost         []lostJSON    `json:"lost,omitempty"`
-	Stripes      []stripeJSON  `json:"stripes,omitempty"`
-	FoundBefore  int           `json:"found_before_repair,omitempty"`
-	ChunksOK     uint64        `json:"chunks_ok"`
-	ZeroChunks   uint64        `json:"zero_chunks"`
-	BytesChecked int64         `json:"bytes_checked"`
-	Checked      []string      `json:"checked"`                 // the checks that ran over everything they cover
-	SourceSHA256 string        `json:"source_sha256,omitempty"` // recomputed from the device (verify --device)
-	Findings     []findingJSON `json:"findings"`
-	Seconds      float64       `json:"seconds"`
-	Signer       string        `json:"signer,omitempty"` // who signed, checked against --trust
+	Image   string `json:"image"`
+	Device  string `json:"device,omitempty"`
+	Receipt string `json:"receipt,omitempty"` // the restore receipt written (verify --device --receipt)
+	// ReceiptSignature is the receipt's signature file written (--sign-key).
+	ReceiptSignature string        `json:"receipt_signature,omitempty"`
+	OK               bool          `json:"ok"`
+	Repairable       bool          `json:"repairable"`
+	Repaired         []string      `json:"repaired,omitempty"`
+	Lost             []lostJSON    `json:"lost,omitempty"`
+	Stripes          []stripeJSON  `json:"stripes,omitempty"`
+	FoundBefore      int           `json:"found_before_repair,omitempty"`
+	ChunksOK         uint64        `json:"chunks_ok"`
+	ZeroChunks       uint64        `json:"zero_chunks"`
+	BytesChecked     int64         `json:"bytes_checked"`
+	Checked          []string      `json:"checked"`                 // the checks that ran over everything they cover
+	SourceSHA256     string        `json:"source_sha256,omitempty"` // recomputed from the device (verify --device)
+	Findings         []findingJSON `json:"findings"`
+	Seconds          float64       `json:"seconds"`
+	Signer           string        `json:"signer,omitempty"` // who signed, checked against --trust
 
 	// DigestOnly: the image holds hashes and block digests, no data;
 	// Digests counts the chunks whose digest entries were checked.
@@ -164,6 +174,15 @@ func runVerify(c *cli.Context, args []string) error {
 	if c.String("receipt") != "" && dev == "" {
 		return usagef("verify: --receipt records a read-back of a device: add --device DEV")
 	}
+	if c.IsSet("sign-key") && c.String("receipt") == "" {
+		return usagef("verify: --sign-key signs the restore receipt: add --device DEV --receipt FILE (an image is signed by capture --sign-key)")
+	}
+	// Before anything is read: a wrong key or passphrase is refused now,
+	// not after an hour of reading the device back.
+	receiptSigner, err := loadSigner(c)
+	if err != nil {
+		return err
+	}
 	if dev != "" {
 		if err := needsLinux(runtime.GOOS, "seedship verify --device"); err != nil {
 			return err
@@ -187,20 +206,31 @@ func runVerify(c *cli.Context, args []string) error {
 		return usagef("verify: --repair rewrites an image in place and does not write to courier volumes: restore rebuilds from parity on the fly")
 	}
 	p := newPrinter(c, "verify")
+	if dev != "" {
+		if c.Bool("repair") {
+			return usagef("verify: --repair repairs an image, not a device: drop --device, or restore again")
+		}
+		// One read of the manifest, whose signature (--trust) is checked
+		// before the device is read: a forged image's hashes are not
+		// worth comparing with, and the device is compared with the very
+		// manifest that was checked.
+		m, who, err := engine.OpenImageSigned(c.Context, st, trust)
+		if err != nil {
+			return err
+		}
+		if trust != nil {
+			p.summary("signed by %s", signerText(who, true))
+		}
+		return verifyDevice(c, p, st, m, dev, receiptSigner)
+	}
 	if trust != nil {
-		// Before the device is read or the image repaired: a forged
-		// image's hashes are not worth comparing with.
+		// Before the image is read or repaired (the check itself runs
+		// again inside Check, on the manifest it reads).
 		who, err := engine.Signature(c.Context, st, trust)
 		if err != nil {
 			return err
 		}
 		p.summary("signed by %s", signerText(who, true))
-	}
-	if dev != "" {
-		if c.Bool("repair") {
-			return usagef("verify: --repair repairs an image, not a device: drop --device, or restore again")
-		}
-		return verifyDevice(c, p, st, dev)
 	}
 	if c.String("fallback") != "" && !c.Bool("repair") {
 		return usagef("verify: --fallback is for --repair: add --repair")
@@ -282,16 +312,13 @@ func runVerify(c *cli.Context, args []string) error {
 
 // verifyDevice checks a device or file against the image's hashes and,
 // with --receipt, writes the restore receipt of that read-back.
-func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error {
-	m, err := engine.OpenImage(c.Context, st)
-	if err != nil {
-		return err
-	}
+func verifyDevice(c *cli.Context, p *printer, st store.Store, m *format.Manifest, dev string, signer *sign.Signer) error {
 	var rf *receiptFile
+	var err error
 	if path := c.String("receipt"); path != "" {
 		// Claimed before the read-back, so a receipt that cannot be
 		// written is refused before an hour of reading, not after.
-		if rf, err = createReceiptFile(path, dev); err != nil {
+		if rf, err = createReceiptFile(path, dev, signer); err != nil {
 			return err
 		}
 		defer rf.abandon()
@@ -309,6 +336,9 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, dev string) error 
 		Findings: findingsJSON(rep), Seconds: el.Seconds(), Changed: changedOf(rep), DigestOnly: m.Header.RequiresFeature(format.FeatureDigestOnly)}
 	if rf != nil {
 		out.Receipt = rf.path
+		if rf.signer != nil {
+			out.ReceiptSignature = rf.sigPath()
+		}
 	}
 	if err := p.emitJSON(out); err != nil {
 		return err
@@ -403,56 +433,87 @@ func targetError(dev string, err error) error {
 }
 
 // receiptFile is a receipt being written: a temporary file next to its
-// path, renamed over it once the receipt is complete and synced.
+// path, renamed over it once the receipt is complete and synced; with a
+// signer, also the receipt's signature (path.sig), renamed into place
+// just before the receipt.
 type receiptFile struct {
-	path string
-	tmp  *os.File
-	done bool
+	path   string
+	tmp    *os.File
+	signer *sign.Signer // nil: the receipt is not signed
+	sigTmp *os.File     // the signature's temporary file, with a signer
+	done   bool
 }
 
-// createReceiptFile checks the receipt path and creates its temporary
-// file. The path must not name the target, nor anything but a regular
-// file, and its directory must exist: each is bad input.
-func createReceiptFile(path, dev string) (*receiptFile, error) {
+// createReceiptFile checks the receipt path (and, with a signer, its
+// signature's path) and creates the temporary files. The path must not
+// name the target, nor anything but a regular file, and its directory
+// must exist: each is bad input.
+func createReceiptFile(path, dev string, signer *sign.Signer) (*receiptFile, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: receipt %s: %s", engine.ErrBadInput, path, fmt.Sprintf(format, args...))
 	}
-	if fi, err := os.Stat(path); err == nil {
-		if !fi.Mode().IsRegular() {
-			return nil, bad("exists and is not a regular file (%s): name a new file, or an old receipt to replace", fi.Mode().Type())
+	for _, p := range []string{path, verify.ReceiptSignatureFile(path)} {
+		if fi, err := os.Stat(p); err == nil {
+			if !fi.Mode().IsRegular() {
+				return nil, bad("%s exists and is not a regular file (%s): name a new file, or an old receipt to replace", p, fi.Mode().Type())
+			}
+			if di, err := os.Stat(dev); err == nil && os.SameFile(fi, di) {
+				return nil, bad("%s is the device being checked: name another file", p)
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, bad("%v", err)
 		}
-		if di, err := os.Stat(dev); err == nil && os.SameFile(fi, di) {
-			return nil, bad("is the device being checked: name another file")
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, bad("%v", err)
 	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, ".tmp-receipt-*")
 	if err != nil {
 		return nil, bad("cannot create a file in %s (%v): create the directory, or name a writable one", dir, err)
 	}
-	return &receiptFile{path: path, tmp: tmp}, nil
+	rf := &receiptFile{path: path, tmp: tmp, signer: signer}
+	if signer != nil {
+		if rf.sigTmp, err = os.CreateTemp(dir, ".tmp-receipt-sig-*"); err != nil {
+			rf.abandon()
+			return nil, bad("cannot create a file in %s (%v): create the directory, or name a writable one", dir, err)
+		}
+	}
+	return rf, nil
 }
 
+// sigPath is the path of the receipt's signature.
+func (rf *receiptFile) sigPath() string { return verify.ReceiptSignatureFile(rf.path) }
+
 // commit writes r to the temporary file, syncs it, renames it over the
-// receipt path and syncs the directory.
+// receipt path and syncs the directory. With a signer it first signs the
+// receipt's exact bytes and renames the signature into place: a crash
+// between the two renames leaves a receipt and a signature that do not
+// match, which extend --trust refuses, never an older receipt passing
+// for a newer one. Without one it removes a signature left by an earlier
+// signed receipt at the same path, which would no longer match.
 func (rf *receiptFile) commit(r *verify.Receipt) error {
 	b, err := r.Marshal()
 	if err != nil {
 		return err
 	}
-	name := rf.tmp.Name()
-	if _, err := rf.tmp.Write(b); err != nil {
-		return fmt.Errorf("write receipt %s: %w", name, err)
+	if rf.signer != nil {
+		sig, err := rf.signer.SignNamespace(b, sign.ReceiptNamespace)
+		if err != nil {
+			return fmt.Errorf("sign receipt %s: %w", rf.path, err)
+		}
+		if err := writeSynced(rf.sigTmp, sig); err != nil {
+			return fmt.Errorf("write the signature of receipt %s: %w", rf.path, err)
+		}
 	}
-	if err := rf.tmp.Sync(); err != nil {
-		return fmt.Errorf("sync receipt %s: %w", name, err)
+	if err := writeSynced(rf.tmp, b); err != nil {
+		return fmt.Errorf("write receipt %s: %w", rf.path, err)
 	}
-	if err := rf.tmp.Close(); err != nil {
-		return fmt.Errorf("close receipt %s: %w", name, err)
+	if rf.signer != nil {
+		if err := os.Rename(rf.sigTmp.Name(), rf.sigPath()); err != nil {
+			return fmt.Errorf("write the signature of receipt %s: %w", rf.path, err)
+		}
+	} else if err := os.Remove(rf.sigPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the old signature %s of receipt %s: %w", rf.sigPath(), rf.path, err)
 	}
-	if err := os.Rename(name, rf.path); err != nil {
+	if err := os.Rename(rf.tmp.Name(), rf.path); err != nil {
 		return fmt.Errorf("write receipt %s: %w", rf.path, err)
 	}
 	rf.done = true
@@ -465,20 +526,41 @@ func (rf *receiptFile) commit(r *verify.Receipt) error {
 	return nil
 }
 
-// abandon removes the temporary file of a receipt that was not committed.
+// writeSynced writes b to f, syncs and closes it.
+func writeSynced(f *os.File, b []byte) error {
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// abandon removes the temporary files of a receipt that was not
+// committed (after a commit, none is left).
 func (rf *receiptFile) abandon() {
 	if rf == nil || rf.done {
 		return
 	}
-	rf.tmp.Close()
-	os.Remove(rf.tmp.Name())
+	for _, f := range []*os.File{rf.tmp, rf.sigTmp} {
+		if f != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}
 }
 
-// wrote is sep followed by "receipt PATH written" once the receipt is,
-// "" otherwise (also for a nil receiptFile).
+// wrote is sep followed by "receipt PATH written" (and its signature)
+// once the receipt is, "" otherwise (also for a nil receiptFile).
 func (rf *receiptFile) wrote(sep string) string {
 	if rf == nil || !rf.done {
 		return ""
+	}
+	if rf.signer != nil {
+		return sep + "receipt " + rf.path + " written, signed by " + rf.signer.String() + " in " + rf.sigPath()
 	}
 	return sep + "receipt " + rf.path + " written"
 }
