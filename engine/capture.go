@@ -437,6 +437,7 @@ func (c *capture) imageWriter(ctx context.Context, up *uploader, rs format.Resum
 		if err != nil {
 			return nil, err
 		}
+		iw.ConcurrentParityWrites() // Put is safe for concurrent use (store.Store)
 	}
 	if c.opts.Parity == nil && c.opts.Width > 1 {
 		if err := iw.SetWidth(c.opts.Width); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 )
 
 // SegmentCreator opens the destination of a new data segment under key.
@@ -45,6 +46,7 @@ type ImageWriter struct {
 	geo         Geometry
 	enc         *stripeEncoder // nil without parity
 	writeParity func(*ParitySegment) error
+	parityConc  bool // writeParity may run for a stripe's parity segments at once
 	parity      []SegmentSummary
 	parityBytes int64
 	reserved    bool // the stripe encoder's buffers are sized
@@ -123,6 +125,13 @@ func (w *ImageWriter) SetParity(g Geometry, write func(*ParitySegment) error) er
 	w.width, w.group = g.K, make([]*openSegment, g.K)
 	return nil
 }
+
+// ConcurrentParityWrites says that the write function given to
+// SetParity is safe to call concurrently: the M parity segments of a
+// stripe are then handed over at once, so that storing them (M files,
+// each up to a segment's size, while the capture waits: their buffers
+// are the next stripe's) takes the time of one, not of M.
+func (w *ImageWriter) ConcurrentParityWrites() { w.parityConc = true }
 
 // groupOpen reports whether the current group has a segment.
 func (w *ImageWriter) groupOpen() bool { return w.group[0] != nil }
@@ -347,9 +356,20 @@ func (w *ImageWriter) Resume(st ResumeState) error {
 // encoder for the next stripe.
 func (w *ImageWriter) flushStripe(stripe uint32) error {
 	segs := w.enc.finish(stripe, w.imageID)
+	errs := make([]error, len(segs))
+	if w.parityConc {
+		var wg sync.WaitGroup
+		for i := range segs {
+			wg.Go(func() { errs[i] = w.writeParity(&segs[i]) })
+		}
+		wg.Wait()
+	}
 	for i := range segs {
-		if err := w.writeParity(&segs[i]); err != nil {
-			return fmt.Errorf("format: write %s: %w", ParityID(segs[i].Number).Key(), err)
+		if !w.parityConc {
+			errs[i] = w.writeParity(&segs[i])
+		}
+		if errs[i] != nil {
+			return fmt.Errorf("format: write %s: %w", ParityID(segs[i].Number).Key(), errs[i])
 		}
 		sum := segs[i].summary()
 		w.parity = append(w.parity, sum)
