@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/seedship/seedship/device/devicetest"
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/store"
 )
@@ -68,12 +69,7 @@ func TestDiffBadInput(t *testing.T) {
 // TestDiffLoopDevice compares a real block device: the changed realistic
 // image attached to a loop device.
 func TestDiffLoopDevice(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("loop devices need root")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("no losetup")
-	}
+	devicetest.RequireLoop(t)
 	srcPath, data := realisticSource(t)
 	_, st, _ := capture(t, srcPath, diffCaptureOpts(true))
 	changed := slices.Clone(data)

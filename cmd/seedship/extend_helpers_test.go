@@ -3,18 +3,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/urfave/cli/v2"
-
-	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/resync"
 )
 
@@ -102,85 +97,11 @@ func (fp fakeProduct) ran(t *testing.T, name string) bool {
 	return false
 }
 
-// adapterCaptureCommand is capture as the lead wires it into capture.go
-// (the lines in adapter.go's report), reduced to what the adapter path
-// needs: the adapter flags and --resume, prepareAdapterCapture before
-// anything is opened, and the engine capture inside adapterCapture.run.
-func adapterCaptureCommand() *cli.Command {
-	return newCommand(command{
-		name:     "capture",
-		usage:    "capture (test wiring of the adapter path)",
-		operands: []operand{deviceOperand("SOURCE", "source"), imageOperand("DEST", "destination")},
-		flags: append(adapterFlags("capture"),
-			&cli.BoolFlag{Name: "resume"},
-			&cli.StringFlag{Name: "chunk-size", Value: "64KiB"},
-		),
-		run: func(c *cli.Context, args []string) error {
-			chunk, err := parseSize(c.String("chunk-size"))
-			if err != nil {
-				return err
-			}
-			opts := engine.CaptureOptions{ChunkSize: int(chunk), Tool: "seedship " + version}
-			ac, done, err := prepareAdapterCapture(c, args)
-			if done || err != nil {
-				return err
-			}
-			src, err := engine.OpenSourceWith(args[0], false)
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			dst, err := createStore(c, args[1])
-			if err != nil {
-				return err
-			}
-			var res *engine.CaptureResult
-			err = ac.run(c.Context, &opts, func(ctx context.Context) (err error) {
-				res, err = engine.Capture(ctx, src, dst, opts)
-				return err
-			})
-			if err != nil {
-				return err
-			}
-			newPrinter(c, "capture").summary("captured %s into %s", args[0], res.Manifest.Header.SHA256)
-			return nil
-		},
-	})
-}
-
-// captureWired reports whether the real capture command has the adapter
-// flags (the lead has wired adapter.go into capture.go).
-func captureWired() bool {
-	for _, f := range captureCommand().Flags {
-		for _, n := range f.Names() {
-			if n == "adapter" {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// captureAdapterCLI runs capture with args (which include --adapter): the
-// real command once it is wired, else adapterCaptureCommand in an app of
-// its own, mapped to an exit code as run does.
+// captureAdapterCLI runs the capture command with args (which include
+// --adapter).
 func captureAdapterCLI(t *testing.T, args ...string) cliResult {
 	t.Helper()
-	if captureWired() {
-		return seedshipCtx(context.Background(), append([]string{"capture"}, args...)...)
-	}
-	var out, errb bytes.Buffer
-	app := newApp(&out, &errb)
-	app.Commands = []*cli.Command{adapterCaptureCommand()}
-	cliMu.Lock()
-	err := app.RunContext(context.Background(), append([]string{"seedship", "capture"}, args...))
-	cliMu.Unlock()
-	code := exitOK
-	if err != nil {
-		code = exitCode(err)
-		fmt.Fprintf(&errb, "seedship: %s\n", strings.ReplaceAll(err.Error(), "\n", "; "))
-	}
-	return cliResult{args: append([]string{"capture"}, args...), code: code, stdout: out.String(), stderr: errb.String()}
+	return seedshipCtx(context.Background(), append([]string{"capture"}, args...)...)
 }
 
 // tokenOf decodes the seed token of the image at img.

@@ -100,9 +100,6 @@ func TestCaptureAdapterFlags(t *testing.T) {
 		{"several destinations", []string{"--adapter", "exec", "--config", fp.config, "--volume-size", "1GiB"}, []string{"one DEST"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "several destinations" && !captureWired() {
-				t.Skip("capture.go does not call prepareAdapterCapture yet: the volume flags exist only there")
-			}
 			r := captureAdapterCLI(t, append(append(tc.args, "--chunk-size", "64KiB"), src, dest)...)
 			if r.code != exitUsage {
 				t.Errorf("want exit 2, got %s", r)
