@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedship/seedship/device/devicetest"
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/store"
@@ -230,7 +231,7 @@ func peakRSS(t *testing.T, args ...string) (cliResult, int64) {
 // asked for, keeps capture under 512 MiB of RSS (it was 0.7-1 GB).
 func TestCaptureMemoryLargeChunks(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("needs /proc")
+		devicetest.Skipf(t, "needs /proc/self/status to measure RSS")
 	}
 	d := t.TempDir()
 	// Compressible and random data, so that every encoder works.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/seedship/seedship/device/devicetest"
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
 )
@@ -112,7 +113,7 @@ func TestShellQuote(t *testing.T) {
 	t.Parallel()
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh to check the quoting against")
+		devicetest.Skipf(t, "no sh to check the quoting against: %v", err)
 	}
 	words := []string{"plain", "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4-part1", "with space", "it's", `"double"`,
 		"$HOME", "`id`", "a;b", "a|b&c", "*", "~", "tab\there", "new\nline", "", "back\\slash", "s3://b/p?x", "-–dash", "ünïcødé"}

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/seedship/seedship/device/devicetest"
 )
 
 // rssLimit is the bound every command must stay under (issue 8, item 6).
@@ -40,7 +42,7 @@ func TestMemoryLargeChunks(t *testing.T) {
 		t.Skip("captures and restores 600 MiB several times")
 	}
 	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("needs /proc")
+		devicetest.Skipf(t, "needs /proc/self/status to measure RSS")
 	}
 	d := t.TempDir()
 	data := randBytes(61, 600*mib)

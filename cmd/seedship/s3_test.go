@@ -27,6 +27,7 @@ import (
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/seedship/seedship/device/devicetest"
 	"github.com/seedship/seedship/engine"
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/store/s3/s3test"
@@ -1419,7 +1420,7 @@ func TestS3BandwidthLimit(t *testing.T) {
 // which the child inherits through vfork) must not grow with the source.
 func TestS3CaptureMemoryBounded(t *testing.T) {
 	if _, err := os.Stat("/proc/self/status"); err != nil {
-		t.Skip("needs /proc")
+		devicetest.Skipf(t, "needs /proc/self/status to measure RSS")
 	}
 	e := newS3Env(t)
 	peak := func(t *testing.T, size int, prefix string) int64 {
