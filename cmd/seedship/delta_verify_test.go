@@ -14,14 +14,7 @@ import (
 // damage of the image (exit 3, naming base.digests), found before any
 // restore would refuse it.
 func TestDeltaVerifyChecksBaseDigests(t *testing.T) {
-	d := t.TempDir()
-	base, changed := deltaSource(24, 2, 9)
-	src := writeFile(t, filepath.Join(d, "src.img"), base)
-	img := filepath.Join(d, "base")
-	must(t, "capture", "--quiet", src, img)
-	writeFile(t, src, changed)
-	delta := filepath.Join(d, "delta")
-	must(t, "delta", "--quiet", img, src, delta)
+	_, _, delta, _ := capturedDelta(t)
 
 	r := must(t, "verify", "--json", delta)
 	if !strings.Contains(r.stdout, `"base-digests"`) {
