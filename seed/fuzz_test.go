@@ -20,20 +20,7 @@ import (
 // of reporting damage, never report an image intact that differs from the
 // vector, and whatever chunks it delivers must be the source's bytes.
 func FuzzImageDamage(f *testing.F) {
-	root := filepath.Join("..", "testdata", "vectors", "parity")
-	files := map[string][]byte{}
-	err := filepath.WalkDir(filepath.Join(root, "image"), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		rel, _ := filepath.Rel(filepath.Join(root, "image"), p)
-		files[filepath.ToSlash(rel)] = b
-		return err
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
+	root, files := parityVectorFiles(f)
 	src, err := os.ReadFile(filepath.Join(root, "source.bin"))
 	if err != nil {
 		f.Fatal(err)
@@ -126,20 +113,7 @@ func checkAll(t *testing.T, st *memstore.Store, src []byte, changed bool) {
 // whatever decodes must be read, checked and rebuilt without a panic, a
 // hang or a failure that is not damage, and never deliver wrong bytes.
 func FuzzHostileManifest(f *testing.F) {
-	root := filepath.Join("..", "testdata", "vectors", "parity")
-	files := map[string][]byte{}
-	err := filepath.WalkDir(filepath.Join(root, "image"), func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		rel, _ := filepath.Rel(filepath.Join(root, "image"), p)
-		files[filepath.ToSlash(rel)] = b
-		return err
-	})
-	if err != nil {
-		f.Fatal(err)
-	}
+	_, files := parityVectorFiles(f)
 	f.Add(uint32(0), byte(0), uint32(0), byte(0))
 	f.Add(uint32(500), byte(1), uint32(900), byte(0x80))
 	f.Add(uint32(1000), byte(0xff), uint32(1100), byte(2))
@@ -184,4 +158,26 @@ func FuzzHostileManifest(f *testing.F) {
 			t.Fatalf("Survey: %v", err)
 		}
 	})
+}
+
+
+// parityVectorFiles reads every file of the parity test vector's image,
+// by key; root is the vector's directory.
+func parityVectorFiles(f *testing.F) (root string, files map[string][]byte) {
+	f.Helper()
+	root = filepath.Join("..", "testdata", "vectors", "parity")
+	files = map[string][]byte{}
+	err := filepath.WalkDir(filepath.Join(root, "image"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(filepath.Join(root, "image"), p)
+		files[filepath.ToSlash(rel)] = b
+		return err
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return root, files
 }
