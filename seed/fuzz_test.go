@@ -160,7 +160,6 @@ func FuzzHostileManifest(f *testing.F) {
 	})
 }
 
-
 // parityVectorFiles reads every file of the parity test vector's image,
 // by key; root is the vector's directory.
 func parityVectorFiles(f *testing.F) (root string, files map[string][]byte) {
