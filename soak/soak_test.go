@@ -606,31 +606,22 @@ func (r *round) capture() error {
 	if err != nil {
 		return err
 	}
-	next := argv
-	for range r.kills() {
-		res, err := r.interrupted(r.randomKill(full), next)
-		if err != nil {
-			return err
-		}
-		complete, err := r.checkImageState(dst)
-		if err != nil || complete {
-			return err
-		}
+	next, done, err := r.killImageRuns(full, argv, dst, func(res result) ([]string, error) {
 		if res.code == 130 && exists(filepath.Join(dst, "capture.ckpt")) && !strings.Contains(res.stderr, "--resume") {
-			return fmt.Errorf("capture interrupted with a checkpoint kept, but it does not say how to continue (--resume): %s", res)
+			return nil, fmt.Errorf("capture interrupted with a checkpoint kept, but it does not say how to continue (--resume): %s", res)
 		}
 		if empty(dst) {
 			// Nothing was kept: a fresh capture starts again (and the
 			// printed continuation, if any, must be that capture).
 			if h := res.hint(); h != nil && !slices.Equal(h, argv) {
-				return fmt.Errorf("nothing was kept, but the printed continuation is %q, not the capture again", h)
+				return nil, fmt.Errorf("nothing was kept, but the printed continuation is %q, not the capture again", h)
 			}
-			next = argv
-			continue
+			return argv, nil
 		}
-		if next, err = r.continuation(res, resume); err != nil {
-			return err
-		}
+		return r.continuation(res, resume)
+	})
+	if err != nil || done {
+		return err
 	}
 	res := r.s.exec(nil, next)
 	r.logf("to the end: %s", res)
@@ -643,6 +634,30 @@ func (r *round) capture() error {
 		return fmt.Errorf("continuing the interrupted capture failed: %s", res)
 	}
 	return r.checkComplete(dst)
+}
+
+// killImageRuns runs argv and kills it at a random point, r.kills()
+// times, each time checking that the image at dst is complete or holds
+// only what a continuation keeps; then is given each killed run's result
+// and returns the command that continues it. It returns the command that
+// runs to the end, or done when a killed run had already completed the
+// image (checked).
+func (r *round) killImageRuns(full time.Duration, argv []string, dst string, then func(result) ([]string, error)) (next []string, done bool, err error) {
+	next = argv
+	for range r.kills() {
+		res, err := r.interrupted(r.randomKill(full), next)
+		if err != nil {
+			return nil, false, err
+		}
+		complete, err := r.checkImageState(dst)
+		if err != nil || complete {
+			return nil, complete, err
+		}
+		if next, err = then(res); err != nil {
+			return nil, false, err
+		}
+	}
+	return next, false, nil
 }
 
 func (r *round) pick(a, b []string) []string {
@@ -669,19 +684,11 @@ func (r *round) copyImage() error {
 	if err != nil {
 		return err
 	}
-	next := argv
-	for range r.kills() {
-		res, err := r.interrupted(r.randomKill(full), next)
-		if err != nil {
-			return err
-		}
-		complete, err := r.checkImageState(dst)
-		if err != nil || complete {
-			return err
-		}
-		if next, err = r.continuation(res, argv); err != nil {
-			return err
-		}
+	next, done, err := r.killImageRuns(full, argv, dst, func(res result) ([]string, error) {
+		return r.continuation(res, argv)
+	})
+	if err != nil || done {
+		return err
 	}
 	res := r.s.exec(nil, next)
 	r.logf("to the end: %s", res)
