@@ -130,14 +130,18 @@ func (p *chunkPipeline) drain(ctx context.Context, ordered <-chan *chunkJob, fre
 	return nil
 }
 
-// hashChunk is the work of a pipeline that only compares: the chunk's
-// hash into j.ec.Hash (a zero chunk's without hashing it).
+// hashChunk is the work of a pipeline that compares: the chunk's hash
+// into j.ec.Hash and its block digests into j.blocks (computed in the same
+// pass; a chunk of zeros without hashing it), for the pipelines that
+// locate changes to the block.
 func hashChunk(j *chunkJob) {
+	blocks := j.blocks[:format.NumBlocks(len(j.raw))]
 	if format.IsZero(j.raw) {
 		j.ec.Hash = format.ZeroChunkHash(len(j.raw))
-	} else {
-		j.ec.Hash = format.ChunkHash(j.raw, nil)
+		zeroDigests(j.raw, blocks)
+		return
 	}
+	j.ec.Hash = format.ChunkHash(j.raw, blocks)
 }
 
 // MaxWorkers bounds --workers: more hash/compress workers than this only

@@ -86,7 +86,7 @@ func compareSource(ctx context.Context, im *seed.Image, src io.ReaderAt, name st
 	}
 	p := &chunkPipeline{src: src, name: name, size: common, chunkSize: chunk,
 		last: uint64((common + int64(chunk) - 1) / int64(chunk)), shape: shapeFor(chunk, min(workers, MaxWorkers), false, seed.ReadMemory),
-		process: hashBlocks}
+		process: hashChunk}
 	var want []format.BlockDigest
 	p.sink = func(j *chunkJob) error {
 		off, imgLen := m.ChunkRange(j.index)
@@ -110,19 +110,6 @@ func compareSource(ctx context.Context, im *seed.Image, src io.ReaderAt, name st
 		return nil
 	}
 	return p.run(ctx)
-}
-
-// hashBlocks is the work of a comparing pipeline that locates changes: the
-// chunk's hash into j.ec.Hash and its block digests into j.blocks (a chunk
-// of zeros without hashing it).
-func hashBlocks(j *chunkJob) {
-	blocks := j.blocks[:format.NumBlocks(len(j.raw))]
-	if format.IsZero(j.raw) {
-		j.ec.Hash = format.ZeroChunkHash(len(j.raw))
-		zeroDigests(j.raw, blocks)
-		return
-	}
-	j.ec.Hash = format.ChunkHash(j.raw, blocks)
 }
 
 // changedRanges returns the changed ranges of a chunk at off of which the
