@@ -77,7 +77,7 @@ func parseGeometry(b *testing.B, s string) (k, m int) {
 // chunks compress evenly stay within it too; this is the worst case.
 func overheadGuaranteed(k, m int) int64 {
 	const chunk, row = 8 << 20, 256 << 10
-	frame := int64(24 + chunk + 60 + 8*(chunk>>16))
+	frame := int64(24 + chunk + 92 + 8*(chunk>>16))
 	return 20 * int64(m) * (int64(k-1)*frame/int64(k) + row)
 }
 

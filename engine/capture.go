@@ -87,6 +87,8 @@ type CaptureOptions struct {
 	SignManifest func(manifest []byte) ([]byte, error)
 
 	imageID *[16]byte // tests: a fixed image ID, so two captures compare byte for byte
+
+	segmentSizeDefault bool // SegmentSize was not given: checkParity may shrink it to fit
 }
 
 // Validate checks the options and fills in defaults; callers use it to
@@ -110,6 +112,7 @@ func (o *CaptureOptions) applyDefaults() error {
 		o.SegmentSize = format.DefaultSegmentSize
 		if o.Parity != nil {
 			o.SegmentSize = format.DefaultParitySegmentSize
+			o.segmentSizeDefault = true
 		}
 	}
 	if o.SegmentSize < format.MinSegmentSize {
@@ -186,6 +189,13 @@ func (o *CaptureOptions) checkParity() error {
 		chunk /= 2
 	}
 	seg := min(o.SegmentSize, fits(chunk))
+	if chunk == o.ChunkSize && o.segmentSizeDefault && seg >= format.DefaultParitySegmentSize/2 {
+		// Not asked for, and only a little too large (large chunks
+		// leave less room for a stripe's parity): the default shrinks
+		// to what fits. Far too large is refused with advice.
+		o.SegmentSize = seg
+		return nil
+	}
 	if chunk != o.ChunkSize {
 		return fmt.Errorf("%w: --parity %d+%d with --chunk-size %s needs more than %d MiB of parity and chunk buffers: use --chunk-size %s --segment-size %s or smaller",
 			ErrBadInput, g.K, g.M, sizeFlag(int64(o.ChunkSize)), captureMemory>>20, sizeFlag(int64(chunk)), sizeFlag(seg))

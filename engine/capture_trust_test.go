@@ -561,6 +561,18 @@ func TestCaptureParityAdvice(t *testing.T) {
 	}{{10, 4, 0}, {10, 8, 0}, {2, 2, 64 << 20}, {4, 4, 64 << 20}, {20, 20, 1 << 20}, {10, 200, 0}} {
 		o := CaptureOptions{Parity: &format.Geometry{K: tc.k, M: tc.m}, ChunkSize: tc.chunk}
 		err := o.Validate()
+		if err == nil {
+			// A default segment size only a little too large shrinks
+			// instead; then it must fit.
+			if o.SegmentSize >= format.DefaultParitySegmentSize || o.SegmentSize < format.DefaultParitySegmentSize/2 {
+				t.Fatalf("--parity %d+%d: accepted with segment size %d, want refused or shrunk by at most half", tc.k, tc.m, o.SegmentSize)
+			}
+			fixed := CaptureOptions{Parity: &format.Geometry{K: tc.k, M: tc.m}, ChunkSize: tc.chunk, SegmentSize: o.SegmentSize}
+			if err := fixed.Validate(); err != nil {
+				t.Errorf("--parity %d+%d with the shrunk segment size %d: %v", tc.k, tc.m, o.SegmentSize, err)
+			}
+			continue
+		}
 		if !errors.Is(err, ErrBadInput) {
 			t.Fatalf("--parity %d+%d: %v, want refused", tc.k, tc.m, err)
 		}

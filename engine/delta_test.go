@@ -675,7 +675,7 @@ func TestDeltaReadsOnlyBaseIndexes(t *testing.T) {
 	}
 	mb := int64(len(mb0))
 	t.Logf("base: %d segments, %d stored bytes; the delta read %d bytes of it (manifest %d)", len(m.Segments), stored, counted.read.Load(), mb)
-	if got := counted.read.Load(); got > mb+int64(len(m.Segments))*(64+60+8*64)*4 {
+	if got := counted.read.Load(); got > mb+int64(len(m.Segments))*(64+92+8*64)*4 {
 		t.Errorf("the delta read %d bytes of the base, more than its manifest and indexes", got)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // TestDigestOnlyImageCost checks what a digest-only image of a realistic
 // source costs, byte for byte: per stored chunk its frame header (24), its
-// index entry (60 + 8 per 64 KiB block) and its chunk table entry (56);
+// index entry (92 + 8 per 64 KiB block) and its chunk table entry (56);
 // per zero chunk its table entry only; per segment its header, footer and
 // table entry (32 + 64 + 56); and the manifest's fixed parts. No data.
 func TestDigestOnlyImageCost(t *testing.T) {
@@ -40,9 +40,9 @@ func TestDigestOnlyImageCost(t *testing.T) {
 		t.Fatalf("the realistic source should have stored and zero chunks: %d stored, %d zero", stored, zero)
 	}
 	segs := int64(len(m.Segments))
-	wantSegments := segs*(32+64) + stored*(24+60) + 8*blocks
+	wantSegments := segs*(32+64) + stored*(24+92) + 8*blocks
 	if m.Header.StoredBytes != wantSegments {
-		t.Fatalf("segments hold %d bytes, want %d = %d segments × 96 + %d stored chunks × 84 + %d blocks × 8",
+		t.Fatalf("segments hold %d bytes, want %d = %d segments × 96 + %d stored chunks × 116 + %d blocks × 8",
 			m.Header.StoredBytes, wantSegments, segs, stored, blocks)
 	}
 	mb, err := os.ReadFile(filepath.Join(root, format.ManifestKey))

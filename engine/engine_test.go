@@ -611,7 +611,7 @@ func TestOpenImageAndCheckSegments(t *testing.T) {
 		{"truncated", func(b []byte) []byte { return b[:len(b)-17] }, engine.ErrIntegrity},
 		{"empty", func(b []byte) []byte { return b[:0] }, engine.ErrIntegrity},
 		{"version 1", func(b []byte) []byte { b[8], b[9] = 1, 0; return b }, engine.ErrBadInput},
-		{"version 3", func(b []byte) []byte { b[8], b[9] = 3, 0; return b }, engine.ErrBadInput},
+		{"version 2", func(b []byte) []byte { b[8], b[9] = 2, 0; return b }, engine.ErrBadInput},
 		{"not a manifest", func(b []byte) []byte {
 			return []byte("just some text file, not an image at all, long enough to pass the size check......")
 		}, engine.ErrBadInput},

@@ -70,7 +70,7 @@ func TestCaptureDigestOnly(t *testing.T) {
 	if !m.Header.RequiresFeature(format.FeatureDigestOnly) {
 		t.Fatalf("requires %v, want digest-only", m.Header.Requires)
 	}
-	// 24 + 60 + 8·4 bytes a chunk, header and footer a segment.
+	// 24 + 92 + 8·4 bytes a chunk, header and footer a segment.
 	if m.Header.StoredBytes > int64(len(m.Chunks))*200+int64(len(m.Segments))*96 {
 		t.Fatalf("a digest-only image of %d chunks stores %d bytes", len(m.Chunks), m.Header.StoredBytes)
 	}

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"hash"
 	"time"
+
+	"filippo.io/age"
+	"github.com/seedship/seedship/seal"
 )
 
 // CheckpointKey is where a running capture records how far it got (spec
@@ -20,9 +23,10 @@ const MaxCheckpointSize = 64 << 10
 
 // checkpointVersion 2 added the seal and the stored-segments digest;
 // version 3, of image format version 2, records the image format version
-// and falls on group boundaries (spec §7.1). Older checkpoints are
-// refused.
-const checkpointVersion = 3
+// and falls on group boundaries; version 4, of image format version 3,
+// may be encrypted: wrapped keys and a sealed object (spec §7.1). Older
+// checkpoints are refused.
+const checkpointVersion = 4
 
 // checkpointDomain separates checkpoint seals from every other SHA-256.
 const checkpointDomain = "seedship-checkpoint\n"
@@ -48,6 +52,15 @@ type Checkpoint struct {
 	// Stored is [StoredDigest] of the segments stored so far: it binds the
 	// checkpoint to exactly those segments.
 	Stored Hash
+	// WrappedKeys, in the checkpoint of an encrypted capture, are the
+	// image's wrapped copies of the root key plus one for the resume
+	// identity (spec §11.5). Such a checkpoint is written with
+	// MarshalSealed: SHA256State and Source but for its kind and size
+	// are sealed.
+	WrappedKeys []string
+
+	sealed []byte     // parsed, not yet unsealed: the sealed object
+	keys   *seal.Keys // after Unseal
 }
 
 // checkpointJSON is the encoding of a checkpoint.
@@ -66,9 +79,18 @@ type checkpointJSON struct {
 	CaptureStart time.Time `json:"capture_start"`
 	Segments     uint32    `json:"segments"`
 	Chunks       uint64    `json:"chunks"`
-	SHA256State  []byte    `json:"sha256_state"`
+	SHA256State  []byte    `json:"sha256_state,omitempty"`
 	Stored       string    `json:"stored_sha256"`
+	WrappedKeys  []string  `json:"wrapped_keys,omitempty"`
+	Sealed       []byte    `json:"sealed,omitempty"`
 	Seal         string    `json:"seal"`
+}
+
+// checkpointSecrets is the sealed object of an encrypted capture's
+// checkpoint (spec §11.5, kind 2).
+type checkpointSecrets struct {
+	SHA256State []byte `json:"sha256_state"`
+	Source      Source `json:"source"`
 }
 
 // StoredDigest returns the digest that binds a checkpoint to the stored
@@ -137,14 +159,86 @@ func checkpointSeal(imageID [16]byte, j checkpointJSON) (Hash, error) {
 	return out, nil
 }
 
-// Marshal encodes the checkpoint as one JSON object whose "seal" field
-// authenticates the rest (spec §7.1).
+// Marshal encodes the checkpoint of a capture without encryption as one
+// JSON object whose "seal" field authenticates the rest (spec §7.1). A
+// checkpoint with WrappedKeys is refused: it is written with
+// MarshalSealed.
 func (c *Checkpoint) Marshal() ([]byte, error) {
+	if len(c.WrappedKeys) != 0 {
+		return nil, fmt.Errorf("format: the checkpoint of an encrypted capture is written with MarshalSealed")
+	}
+	return c.marshal(c.Source, c.SHA256State, nil)
+}
+
+// MarshalSealed encodes the checkpoint of an encrypted capture (spec
+// §7.1, §11.5): SHA256State and the full source are sealed with k (kind
+// 2), only the source's kind and size stay in the clear, and
+// WrappedKeys (which must not be empty) are recorded.
+func (c *Checkpoint) MarshalSealed(k *seal.Keys) ([]byte, error) {
+	if len(c.WrappedKeys) == 0 {
+		return nil, fmt.Errorf("format: the checkpoint of an encrypted capture needs its wrapped keys")
+	}
+	if k.ImageID() != c.ImageID {
+		return nil, fmt.Errorf("format: keys of image %x for the checkpoint of image %x", k.ImageID(), c.ImageID)
+	}
+	pt, err := json.Marshal(checkpointSecrets{SHA256State: c.SHA256State, Source: c.Source})
+	if err != nil {
+		return nil, fmt.Errorf("format: checkpoint: %w", err)
+	}
+	return c.marshal(Source{Kind: c.Source.Kind, Size: c.Source.Size}, nil, k.SealMetadata(seal.CheckpointMetadata, pt))
+}
+
+// Encrypted reports whether the checkpoint is an encrypted capture's.
+func (c *Checkpoint) Encrypted() bool { return len(c.WrappedKeys) != 0 }
+
+// OpenKeys unwraps the root key from the checkpoint's wrapped copies with
+// ids (the resume identity, or one of the image's) and derives the
+// image's keys; errors as [OpenKeys].
+func (c *Checkpoint) OpenKeys(ids []age.Identity) (*seal.Keys, error) {
+	if !c.Encrypted() {
+		return nil, fmt.Errorf("format: the checkpoint of image %x is not encrypted", c.ImageID)
+	}
+	return openKeys(c.ImageID, c.WrappedKeys, ids)
+}
+
+// Unseal opens a parsed encrypted checkpoint's sealed object with k and
+// fills SHA256State and Source. A sealed object that fails (altered, or
+// not this image's key) is an error wrapping ErrChecksum; one whose
+// source's kind or size differ from the clear ones ErrCorrupt. On error
+// the checkpoint is unchanged.
+func (c *Checkpoint) Unseal(k *seal.Keys) error {
+	if !c.Encrypted() {
+		return fmt.Errorf("format: the checkpoint of image %x is not encrypted", c.ImageID)
+	}
+	if c.keys != nil {
+		return nil
+	}
+	if k.ImageID() != c.ImageID {
+		return fmt.Errorf("%w: keys of image %x for the checkpoint of image %x", ErrChecksum, k.ImageID(), c.ImageID)
+	}
+	pt, err := k.OpenMetadata(seal.CheckpointMetadata, c.sealed)
+	if err != nil {
+		return fmt.Errorf("%w: checkpoint %w", ErrChecksum, err)
+	}
+	var s checkpointSecrets
+	if err := json.Unmarshal(pt, &s); err != nil {
+		return corruptf("sealed checkpoint: %v", err)
+	}
+	if s.Source.Kind != c.Source.Kind || s.Source.Size != c.Source.Size {
+		return corruptf("the checkpoint's sealed source (%s, %d bytes) disagrees with its clear one (%s, %d bytes)", s.Source.Kind, s.Source.Size, c.Source.Kind, c.Source.Size)
+	}
+	c.SHA256State, c.Source, c.keys, c.sealed = s.SHA256State, s.Source, k, nil
+	return nil
+}
+
+// marshal encodes the checkpoint with the given source and state in the
+// clear and, for an encrypted capture, its sealed object.
+func (c *Checkpoint) marshal(src Source, state, sealed []byte) ([]byte, error) {
 	j := checkpointJSON{
 		Format: "seedship-checkpoint", Version: checkpointVersion, ImageFormat: formatVersion, ImageID: hex.EncodeToString(c.ImageID[:]),
-		Source: c.Source, ChunkSize: c.ChunkSize, Level: c.Level, SegmentSize: c.SegmentSize, Parity: c.Parity,
-		Width: c.Width, DigestOnly: c.DigestOnly, CaptureStart: c.CaptureStart, Segments: c.Segments, Chunks: c.Chunks, SHA256State: c.SHA256State,
-		Stored: hex.EncodeToString(c.Stored[:]),
+		Source: src, ChunkSize: c.ChunkSize, Level: c.Level, SegmentSize: c.SegmentSize, Parity: c.Parity,
+		Width: c.Width, DigestOnly: c.DigestOnly, CaptureStart: c.CaptureStart, Segments: c.Segments, Chunks: c.Chunks, SHA256State: state,
+		Stored: hex.EncodeToString(c.Stored[:]), WrappedKeys: c.WrappedKeys, Sealed: sealed,
 	}
 	seal, err := checkpointSeal(c.ImageID, j)
 	if err != nil {
@@ -177,7 +271,8 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 			ErrVersion, j.Version, j.ImageFormat, checkpointVersion, formatVersion)
 	}
 	c := &Checkpoint{Source: j.Source, ChunkSize: j.ChunkSize, Level: j.Level, SegmentSize: j.SegmentSize,
-		Parity: j.Parity, Width: j.Width, DigestOnly: j.DigestOnly, CaptureStart: j.CaptureStart, Segments: j.Segments, Chunks: j.Chunks, SHA256State: j.SHA256State}
+		Parity: j.Parity, Width: j.Width, DigestOnly: j.DigestOnly, CaptureStart: j.CaptureStart, Segments: j.Segments, Chunks: j.Chunks, SHA256State: j.SHA256State,
+		WrappedKeys: j.WrappedKeys, sealed: j.Sealed}
 	if err := decodeHex(c.ImageID[:], j.ImageID); err != nil {
 		return nil, corruptf("checkpoint image id: %v", err)
 	}
@@ -191,7 +286,36 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 	if err := decodeHex(c.Stored[:], j.Stored); err != nil {
 		return nil, corruptf("checkpoint stored_sha256: %v", err)
 	}
+	if err := c.validateSealed(); err != nil {
+		return nil, err
+	}
 	return c, c.validate()
+}
+
+// validateSealed checks that an encrypted capture's checkpoint has its
+// wrapped keys and sealed object and nothing secret in the clear, and
+// that a plain one has neither.
+func (c *Checkpoint) validateSealed() error {
+	if !c.Encrypted() {
+		if c.sealed != nil {
+			return corruptf("checkpoint has a sealed object but no wrapped keys")
+		}
+		return nil
+	}
+	if n := len(c.WrappedKeys); n > seal.MaxWrappedKeys+1 {
+		return corruptf("checkpoint has %d wrapped keys, at most %d", n, seal.MaxWrappedKeys+1)
+	}
+	if len(c.sealed) < seal.Overhead {
+		return corruptf("encrypted checkpoint without its sealed object")
+	}
+	if src := c.Source; c.SHA256State != nil || src.Path != "" || src.SectorSize != 0 || src.Serial != "" || src.WWN != "" ||
+		src.Model != "" || src.ByID != nil || src.Host != "" || src.InUse {
+		return corruptf("encrypted checkpoint shows sealed fields (sha256_state, source identity) in the clear")
+	}
+	if c.DigestOnly {
+		return errDigestOnlyAEAD
+	}
+	return nil
 }
 
 // validate checks the ranges of a checkpoint's fields, so that no count

@@ -1,10 +1,13 @@
 package format
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/seedship/seedship/seal"
 )
 
 // EncodedChunk is a chunk after hashing and compression, ready for
@@ -16,15 +19,27 @@ type EncodedChunk struct {
 	Zero    bool          // all zero: nothing is stored
 	Codec   Codec         // how Payload is stored (unset when Zero)
 	Payload []byte        // stored bytes (nil when Zero)
+
+	// refused is why this chunk must not be stored: it came from a
+	// call that cannot encode for the codec's image (Encode on a keyed
+	// codec). ImageWriter.Add returns it.
+	refused error
 }
 
-// ChunkCodec hashes, compresses and decompresses chunk payloads. Its
-// methods are safe for concurrent use; each call runs on the calling
-// goroutine, and one shared codec serves every pipeline worker.
+// ChunkCodec hashes, compresses and decompresses chunk payloads; after
+// SetKeys it also seals and opens them (an encrypted image, spec §11.3)
+// and hashes with the image's keyed hasher. Its methods are safe for
+// concurrent use; each call runs on the calling goroutine, and one shared
+// codec serves every pipeline worker.
 type ChunkCodec struct {
 	enc     *zstd.Encoder
 	dec     *zstd.Decoder
-	scratch sync.Pool // *[]byte for the x86-filtered copy of a chunk
+	scratch sync.Pool // *[]byte of a chunk's size: the x86-filtered copy, a compressed or opened payload
+	keys    *seal.Keys
+	hasher  *Hasher
+	// nonces, when set (test vectors only), replaces the CSPRNG as the
+	// source of sealing nonces.
+	nonces io.Reader
 }
 
 // NewChunkCodec returns a codec for chunks of up to chunkSize bytes at the
@@ -38,8 +53,11 @@ func NewChunkCodec(level, concurrency, chunkSize int) (*ChunkCodec, error) {
 	if concurrency < 1 {
 		concurrency = 1
 	}
-	c := &ChunkCodec{}
-	c.scratch.New = func() any { b := make([]byte, 0, chunkSize); return &b }
+	c := &ChunkCodec{hasher: PlainHasher()}
+	// Room for zstd's worst case (a little over the input), so that a
+	// compressed payload that turns out larger than the chunk does not
+	// grow the buffer.
+	c.scratch.New = func() any { b := make([]byte, 0, chunkSize+chunkSize/64+4096); return &b }
 	var err error
 	if level > 0 {
 		c.enc, err = zstd.NewWriter(nil,
@@ -98,52 +116,87 @@ func incompressible(raw, compressed int) bool {
 	return compressed >= raw-raw/64
 }
 
-// Encode hashes raw and, unless it is all zero, compresses it into dst
-// (reusing dst's capacity). blocks must have room for NumBlocks(len(raw))
-// digests; the returned chunk's Blocks aliases it, its Payload aliases dst
-// or raw. Encode never retains raw or dst after returning.
+// SetKeys makes the codec keyed: it seals every payload it encodes, opens
+// every payload it decodes, and hashes with NewKeyedHasher(k). Call it
+// before the codec's first use.
+func (c *ChunkCodec) SetKeys(k *seal.Keys) {
+	c.keys, c.hasher = k, NewKeyedHasher(k)
+}
+
+// Keyed reports whether SetKeys was called.
+func (c *ChunkCodec) Keyed() bool { return c.keys != nil }
+
+// Hasher returns the hasher the codec uses: PlainHasher, or the keyed
+// hasher of the keys given to SetKeys.
+func (c *ChunkCodec) Hasher() *Hasher { return c.hasher }
+
+// errNeedsIndex refuses the index-less calls on a keyed codec: a sealed
+// payload and a keyed digest are bound to the chunk's index.
+var errNeedsIndex = errors.New("format: a chunk of an encrypted image is encoded and decoded with its index (EncodeAt, DecodeAt): a bug")
+
+// Encode is EncodeAt for a codec without keys, whose hashes do not depend
+// on the chunk index. On a keyed codec it encodes nothing: it returns a
+// chunk that ImageWriter.Add refuses, never an unsealed one.
 func (c *ChunkCodec) Encode(raw, dst []byte, blocks []BlockDigest) EncodedChunk {
-	ec, zero := hashChunk(raw, blocks)
-	if zero {
+	if c.keys != nil {
+		return EncodedChunk{RawLen: len(raw), refused: errNeedsIndex}
+	}
+	return c.EncodeAt(0, raw, dst, blocks)
+}
+
+// EncodeAt hashes chunk index's raw bytes and, unless they are all zero,
+// compresses them into dst (reusing dst's capacity), then, on a keyed
+// codec, seals the result into dst (spec §11.3; dst should then have
+// room for len(raw)+SealOverhead bytes and must not overlap raw). blocks
+// must have room for NumBlocks(len(raw)) digests; the returned chunk's
+// Blocks aliases it, its Payload aliases dst or (raw, unkeyed) raw. A zero
+// chunk's Hash is its chunk hash (keyed: the digest of its zeros at
+// index); the table records ZeroTableHash for it. EncodeAt never retains
+// raw or dst after returning.
+func (c *ChunkCodec) EncodeAt(index uint64, raw, dst []byte, blocks []BlockDigest) EncodedChunk {
+	ec := EncodedChunk{RawLen: len(raw), Blocks: blocks[:NumBlocks(len(raw))]}
+	if IsZero(raw) {
+		ec.Zero = true
+		ec.Hash = c.hasher.Zero(index, len(raw), ec.Blocks)
 		return ec
 	}
-	if c.enc != nil {
-		bp := c.scratch.Get().(*[]byte)
-		f := append((*bp)[:0], raw...)
-		x86Encode(f)
-		out := c.enc.EncodeAll(f, dst[:0])
-		*bp = f
-		c.scratch.Put(bp)
-		if !incompressible(len(raw), len(out)) {
-			ec.Codec, ec.Payload = CodecZstdX86, out
-			return ec
-		}
+	ec.Hash = c.hasher.Chunk(index, raw, ec.Blocks)
+	if c.keys == nil {
+		ec.Codec, ec.Payload = c.compress(raw, dst)
+		return ec
 	}
-	ec.Codec, ec.Payload = CodecRaw, raw
+	bp := c.scratch.Get().(*[]byte)
+	codec, plain := c.compress(raw, *bp)
+	ec.Codec = codec | CodecSealed
+	ad := seal.ChunkAD{ImageID: c.keys.ImageID(), Index: index, Codec: byte(ec.Codec), RawLen: uint32(len(raw))}
+	if c.nonces != nil {
+		ec.Payload = c.keys.SealChunkWithNonces(dst[:0], plain, ad, c.nonces)
+	} else {
+		ec.Payload = c.keys.SealChunk(dst[:0], plain, ad)
+	}
+	if codec != CodecRaw && cap(plain) > cap(*bp) {
+		*bp = plain[:0] // keep a grown buffer
+	}
+	c.scratch.Put(bp)
 	return ec
 }
 
-// hashChunk starts the encoding of raw: its length, hash and block
-// digests (into blocks), and whether it is a zero chunk (then ec is
-// complete).
-func hashChunk(raw []byte, blocks []BlockDigest) (ec EncodedChunk, zero bool) {
-	n := NumBlocks(len(raw))
-	ec = EncodedChunk{RawLen: len(raw), Blocks: blocks[:n]}
-	if IsZero(raw) {
-		ec.Zero = true
-		ec.Hash = ZeroChunkHash(len(raw))
-		zd := zeroBlockDigest
-		for i := range ec.Blocks {
-			ec.Blocks[i] = zd
-		}
-		if rem := len(raw) % blockSize; rem != 0 {
-			// The short last block has its own digest.
-			ChunkHash(raw[len(raw)-rem:], ec.Blocks[n-1:])
-		}
-		return ec, true
+// compress returns the §4 payload of a non-zero chunk: zstd of its
+// x86-filtered bytes in dst, or raw itself when that saves too little.
+func (c *ChunkCodec) compress(raw, dst []byte) (Codec, []byte) {
+	if c.enc == nil {
+		return CodecRaw, raw
 	}
-	ec.Hash = ChunkHash(raw, ec.Blocks)
-	return ec, false
+	bp := c.scratch.Get().(*[]byte)
+	f := append((*bp)[:0], raw...)
+	x86Encode(f)
+	out := c.enc.EncodeAll(f, dst[:0])
+	*bp = f
+	c.scratch.Put(bp)
+	if incompressible(len(raw), len(out)) {
+		return CodecRaw, raw
+	}
+	return CodecZstdX86, out
 }
 
 // DigestChunk encodes raw for a digest-only image (feature
@@ -152,29 +205,111 @@ func hashChunk(raw []byte, blocks []BlockDigest) (ec EncodedChunk, zero bool) {
 // codec CodecDigestOnly with an empty payload. DigestChunk never retains
 // raw.
 func DigestChunk(raw []byte, blocks []BlockDigest) EncodedChunk {
-	ec, zero := hashChunk(raw, blocks)
-	if !zero {
-		ec.Codec, ec.Payload = CodecDigestOnly, nil
-	}
+	ec, _ := digestChunk(PlainHasher(), 0, raw, blocks)
 	return ec
 }
 
-// Decode turns a stored payload back into rawLen raw bytes in dst (reusing
-// its capacity) and checks them against want. It returns the raw bytes only
-// if they hash to want; otherwise an error wrapping ErrChecksum or
-// ErrCorrupt. blocks, if not nil, receives the block digests.
+// DigestChunkAt is DigestChunk through the codec. A digest-only image
+// cannot be encrypted in this format version, so on a keyed codec it
+// returns an error and no chunk.
+func (c *ChunkCodec) DigestChunkAt(index uint64, raw []byte, blocks []BlockDigest) (EncodedChunk, error) {
+	if c.keys != nil {
+		return EncodedChunk{}, errDigestOnlyAEAD
+	}
+	return digestChunk(c.hasher, index, raw, blocks)
+}
+
+func digestChunk(h *Hasher, index uint64, raw []byte, blocks []BlockDigest) (EncodedChunk, error) {
+	ec := EncodedChunk{RawLen: len(raw), Blocks: blocks[:NumBlocks(len(raw))]}
+	if IsZero(raw) {
+		ec.Zero, ec.Hash = true, h.Zero(index, len(raw), ec.Blocks)
+		return ec, nil
+	}
+	ec.Hash = h.Chunk(index, raw, ec.Blocks)
+	ec.Codec = CodecDigestOnly
+	return ec, nil
+}
+
+// Decode is DecodeAt for a codec without keys. On a keyed codec it
+// returns an error and decodes nothing.
 func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, dst []byte, blocks []BlockDigest) ([]byte, error) {
+	if c.keys != nil {
+		return nil, errNeedsIndex
+	}
+	return c.DecodeAt(0, codec, payload, rawLen, want, dst, blocks)
+}
+
+// DecodeAt turns chunk index's stored payload back into rawLen raw bytes
+// in dst (reusing its capacity) and checks them against want. A keyed
+// codec first opens the sealed payload with the associated data of
+// (image, index, rawLen, codec) and decompresses nothing that fails; a
+// failure wraps ErrChecksum (and seal.ErrAuthentication). It returns the
+// raw bytes only if they hash to want; otherwise an error wrapping
+// ErrChecksum or ErrCorrupt. blocks, if not nil, receives the block
+// digests. A keyed codec refuses a payload that is not sealed, and one
+// without keys a sealed one.
+func (c *ChunkCodec) DecodeAt(index uint64, codec Codec, payload []byte, rawLen int, want Hash, dst []byte, blocks []BlockDigest) ([]byte, error) {
+	if rawLen < 1 || rawLen > MaxChunkSize {
+		return nil, fmt.Errorf("%w: chunk of %d bytes", ErrTooLarge, rawLen)
+	}
 	var raw []byte
+	var err error
+	switch {
+	case c.keys == nil && codec.Sealed():
+		return nil, corruptf("%s payload, but the image is not encrypted", codec)
+	case c.keys == nil:
+		raw, err = c.decompress(codec, payload, rawLen, dst)
+	case !codec.Sealed():
+		return nil, corruptf("%s payload in an encrypted image, whose payloads are all sealed", codec)
+	default:
+		raw, err = c.open(index, codec, payload, rawLen, dst)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if got := c.hasher.Chunk(index, raw, blocks); got != want {
+		return nil, fmt.Errorf("%w: got %x, want %x", ErrChecksum, got[:8], want[:8])
+	}
+	return raw, nil
+}
+
+// open authenticates and decrypts a sealed payload, then decompresses it.
+func (c *ChunkCodec) open(index uint64, codec Codec, payload []byte, rawLen int, dst []byte) ([]byte, error) {
+	if !codec.valid() || !PayloadLenOK(codec, uint32(min(len(payload), MaxChunkSize+SealOverhead+1)), int64(rawLen)) {
+		return nil, corruptf("%s payload of %d bytes for %d raw bytes", codec, len(payload), rawLen)
+	}
+	ad := seal.ChunkAD{ImageID: c.keys.ImageID(), Index: index, Codec: byte(codec), RawLen: uint32(rawLen)}
+	if codec.Plain() == CodecRaw {
+		if cap(dst) < rawLen {
+			dst = make([]byte, 0, rawLen)
+		}
+		raw, err := c.keys.OpenChunk(dst[:0], payload, ad)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrChecksum, err)
+		}
+		return raw, nil
+	}
+	bp := c.scratch.Get().(*[]byte)
+	defer c.scratch.Put(bp)
+	opened, err := c.keys.OpenChunk((*bp)[:0], payload, ad)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrChecksum, err)
+	}
+	if cap(opened) > cap(*bp) {
+		*bp = opened[:0]
+	}
+	return c.decompress(codec.Plain(), opened, rawLen, dst)
+}
+
+// decompress decodes a plain §4 payload into rawLen bytes.
+func (c *ChunkCodec) decompress(codec Codec, payload []byte, rawLen int, dst []byte) ([]byte, error) {
 	switch codec {
 	case CodecRaw:
 		if len(payload) != rawLen {
 			return nil, corruptf("raw payload is %d bytes, want %d", len(payload), rawLen)
 		}
-		raw = payload
+		return payload, nil
 	case CodecZstd, CodecZstdX86:
-		if rawLen < 1 || rawLen > MaxChunkSize {
-			return nil, fmt.Errorf("%w: chunk of %d bytes", ErrTooLarge, rawLen)
-		}
 		if cap(dst) < rawLen {
 			dst = make([]byte, 0, rawLen)
 		}
@@ -189,14 +324,10 @@ func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, 
 		if codec == CodecZstdX86 {
 			x86Decode(out)
 		}
-		raw = out
+		return out, nil
 	case CodecDigestOnly:
 		return nil, fmt.Errorf("%w: a digest-only image records hashes, not data", ErrNoData)
 	default:
 		return nil, corruptf("unknown codec %d", codec)
 	}
-	if got := ChunkHash(raw, blocks); got != want {
-		return nil, fmt.Errorf("%w: got %x, want %x", ErrChecksum, got[:8], want[:8])
-	}
-	return raw, nil
 }

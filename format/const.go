@@ -1,10 +1,17 @@
 package format
 
+import "github.com/seedship/seedship/seal"
+
 // Format constants. spec/FORMAT.md names each one; changing any of them
 // changes the bytes on disk and needs a new formatVersion.
 const (
 	// formatVersion is the container format version this package writes and reads.
-	formatVersion = 2
+	formatVersion = 3
+
+	// SealOverhead is how many bytes sealing adds to a chunk's payload in
+	// an encrypted image (spec §11.3): the nonce before the ciphertext and
+	// the tag after it.
+	SealOverhead = seal.Overhead
 
 	// blockSize is the granularity of block digests, the unit a catch-up
 	// compares: 64 KiB, as the issue tracker's catch-up work requires.
@@ -71,13 +78,37 @@ const (
 	CodecDigestOnly Codec = 4
 )
 
+// CodecSealed is the codec bit that marks a sealed payload (feature
+// "aead", spec §11.3): the payload is nonce || ciphertext || tag of what
+// the plain codec (the low 7 bits) would store. Only raw, zstd and
+// zstd-x86 may be sealed.
+const CodecSealed Codec = 0x80
+
+// Sealed reports whether c has the sealed bit.
+func (c Codec) Sealed() bool { return c&CodecSealed != 0 }
+
+// Plain returns c without the sealed bit: the codec of the payload once
+// opened.
+func (c Codec) Plain() Codec { return c &^ CodecSealed }
+
 // valid reports whether c is a codec a frame may carry; whether the image
 // allows it is the manifest's business (CodecDigestOnly needs the
-// "digest-only" feature).
-func (c Codec) valid() bool { return c >= CodecRaw && c <= CodecDigestOnly }
+// "digest-only" feature, a sealed codec the "aead" feature). A
+// digest-only frame has no payload to seal.
+func (c Codec) valid() bool {
+	p := c.Plain()
+	if c.Sealed() {
+		return p >= CodecRaw && p <= CodecZstdX86
+	}
+	return p >= CodecRaw && p <= CodecDigestOnly
+}
 
-// String returns the codec's name, for messages.
+// String returns the codec's name, for messages: "zstd", or
+// "sealed zstd" for a sealed one.
 func (c Codec) String() string {
+	if c.Sealed() && c.valid() {
+		return "sealed " + c.Plain().String()
+	}
 	switch c {
 	case CodecRaw:
 		return "raw"
@@ -89,6 +120,29 @@ func (c Codec) String() string {
 		return "digest-only"
 	}
 	return "unknown"
+}
+
+// PayloadLenOK reports whether a payload of p bytes is possible for a chunk
+// of rawLen bytes stored with codec c (spec §5.2): a plain payload is at
+// most rawLen bytes (the writer stores raw whenever zstd would not save
+// 1/64) and exactly rawLen when raw; a sealed one is SealOverhead bytes
+// longer than the plain one it seals; a digest-only frame has none. It
+// assumes c.valid().
+func PayloadLenOK(c Codec, p uint32, rawLen int64) bool {
+	q := int64(p)
+	if c.Sealed() {
+		q -= SealOverhead
+		if q < 0 {
+			return false
+		}
+	}
+	switch c.Plain() {
+	case CodecRaw:
+		return q == rawLen
+	case CodecDigestOnly:
+		return q == 0
+	}
+	return q <= rawLen
 }
 
 // Kind says where a chunk's bytes are.

@@ -18,8 +18,16 @@
 // there. This package never opens files, devices or network connections, and
 // must not import package store: the engine hands it writers and readers.
 //
+// An encrypted image (feature "aead", spec §11) is the same layout with
+// sealed payloads, keyed digests, sealed metadata and a keyed manifest
+// trailer. Package seal does the cryptography; this package decides where
+// it applies: [ChunkCodec.SetKeys] seals and opens payloads, [Hasher] is
+// the one source of chunk digests (plain or keyed), [Manifest.Unseal]
+// checks the MAC and opens the sealed metadata, and [OpenKeys] unwraps an
+// image's key with age identities.
+//
 // Work that can run in parallel (hashing, compression) is exposed as pure
-// functions ([ChunkCodec.Encode], [ChunkCodec.Decode]) so a pipeline's workers can call
+// functions ([ChunkCodec.EncodeAt], [ChunkCodec.DecodeAt]) so a pipeline's workers can call
 // them concurrently; the ordered part ([ImageWriter]) only
 // appends finished frames and never seeks back.
 package format

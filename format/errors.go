@@ -123,3 +123,11 @@ func (e *VersionError) Error() string {
 
 // Is makes errors.Is(err, ErrVersion) true.
 func (e *VersionError) Is(target error) bool { return target == ErrVersion }
+
+// ErrNoKey means no identity or passphrase given opens an encrypted
+// image's key (spec §11.1): bad input, nothing was read or written.
+var ErrNoKey = errors.New("format: no identity given opens this image's key")
+
+// errDigestOnlyAEAD refuses an encrypted digest-only image, which this
+// format version does not define.
+var errDigestOnlyAEAD = fmt.Errorf("%w: a digest-only image cannot be encrypted in format version %d: capture without --digest-only, or without encryption", ErrVersion, formatVersion)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,6 +122,16 @@ func restoreImage(t testing.TB, m *Manifest, segs memSegments) ([]byte, []error)
 		}
 		if _, err := sc.Finish(); err != nil {
 			errs = append(errs, err)
+		}
+		// A frame whose stored bytes are damaged but that decoded to its
+		// hash anyway is damage too; one report per chunk.
+		for _, ce := range sc.LateDamage() {
+			if !slices.ContainsFunc(errs, func(e error) bool {
+				var c *ChunkError
+				return errors.As(e, &c) && c.Index == ce.Index
+			}) {
+				errs = append(errs, ce)
+			}
 		}
 	}
 	return out, errs

@@ -101,6 +101,19 @@ func FuzzSegmentReaders(f *testing.F) {
 			if err == nil && len(entries) != int(m.Segments[id.Number].Frames) {
 				t.Fatalf("%s: %d entries", id.Key(), len(entries))
 			}
+			// With the index intact, the stored digests alone find
+			// exactly the frames whose bytes changed.
+			for _, e := range entries {
+				end := e.Offset + FrameHeaderSize + int64(e.PayloadLen)
+				changed := end > int64(len(b)) || !bytes.Equal(b[e.Offset:end], orig[e.Offset:end])
+				var serr error
+				if end <= int64(len(b)) {
+					serr = e.CheckStored(b[e.Offset:end])
+				}
+				if changed != (serr != nil || end > int64(len(b))) || (serr != nil && !errors.Is(serr, ErrChecksum)) {
+					t.Fatalf("%s chunk %d (changed %v): CheckStored: %v", id.Key(), e.Index, changed, serr)
+				}
+			}
 			return
 		}
 		idx, err := m.ReadParityIndexOf(r, id.Number)

@@ -53,10 +53,11 @@ func FuzzSegmentIndex(f *testing.F) {
 		if int(footer.Frames) != len(entries) {
 			t.Fatalf("%d entries for %d frames", len(entries), footer.Frames)
 		}
-		// Every accepted entry lies inside the segment, in order.
+		// Every accepted entry lies inside the segment, in order, with a
+		// payload its codec allows.
 		end := int64(SegmentHeaderSize)
 		for _, e := range entries {
-			if e.Offset != end || len(e.Blocks) != NumBlocks(int(e.RawLen)) {
+			if e.Offset != end || len(e.Blocks) != NumBlocks(int(e.RawLen)) || !e.Codec.valid() || !PayloadLenOK(e.Codec, e.PayloadLen, int64(e.RawLen)) {
 				t.Fatalf("entry %+v inconsistent", e)
 			}
 			end = e.Offset + FrameHeaderSize + int64(e.PayloadLen)
@@ -76,6 +77,16 @@ func FuzzFrame(f *testing.F) {
 			f.Add(b[SegmentHeaderSize:min(len(b), SegmentHeaderSize+4096)], []byte{})
 		}
 	}
+	// Sealed frames (encrypted images): the bounds of spec §11.3.
+	for _, fh := range []frameHeader{
+		{Codec: CodecSealed | CodecZstd, Index: 3, PayloadLen: SealOverhead + 10, RawLen: MinChunkSize},
+		{Codec: CodecSealed | CodecRaw, Index: 4, PayloadLen: 64 + SealOverhead, RawLen: 64},
+		{Codec: CodecSealed | CodecZstdX86, Index: 5, PayloadLen: SealOverhead - 1, RawLen: 64},
+	} {
+		b := make([]byte, FrameHeaderSize+int(fh.PayloadLen))
+		fh.put(b)
+		f.Add(b, []byte{})
+	}
 	codec, err := NewChunkCodec(0, 1, MaxChunkSize)
 	if err != nil {
 		f.Fatal(err)
@@ -91,6 +102,9 @@ func FuzzFrame(f *testing.F) {
 		}
 		var h Hash
 		copy(h[:], want)
+		if !PayloadLenOK(fh.Codec, fh.PayloadLen, int64(fh.RawLen)) {
+			t.Fatalf("frame header %+v accepted with a payload its codec does not allow", fh)
+		}
 		raw, err := codec.Decode(fh.Codec, payload, int(fh.RawLen), h, nil, nil)
 		if err == nil && (ChunkHash(raw, nil) != h || len(raw) != int(fh.RawLen)) {
 			t.Fatal("Decode returned bytes that do not match the hash")
@@ -146,7 +160,7 @@ func FuzzParityIndex(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(idx.Data) != idx.K || len(idx.CRC) != idx.K+idx.M {
+		if len(idx.Data) != idx.K || len(idx.CRC) != idx.K+idx.M || len(idx.RowsDigest) != idx.M {
 			t.Fatalf("accepted an inconsistent index: K=%d M=%d, %d data refs, %d CRC rows", idx.K, idx.M, len(idx.Data), len(idx.CRC))
 		}
 		tr := idx.Trailer(idx.J)

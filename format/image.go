@@ -2,10 +2,13 @@ package format
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sync"
+
+	"github.com/seedship/seedship/seal"
 )
 
 // SegmentCreator opens the destination of a new data segment under key.
@@ -52,6 +55,7 @@ type ImageWriter struct {
 	reserved    bool // the stripe encoder's buffers are sized
 	onSegment   func(SegmentDone) error
 	digest      storedDigest
+	keys        *seal.Keys // an encrypted image (SetKeys)
 	err         error
 	closed      bool
 }
@@ -126,6 +130,24 @@ func (w *ImageWriter) SetParity(g Geometry, write func(*ParitySegment) error) er
 	return nil
 }
 
+// SetKeys makes the image an encrypted one (feature "aead", spec §11)
+// with keys k, which must be the image's (derived for its ID): Add then
+// accepts only sealed chunks (from a codec given the same keys, through
+// EncodeAt) and records zero chunks with 32 zero bytes as H, and Finish
+// returns a manifest that marshals sealed and MACed with k (its header
+// must carry the encryption object, NewEncryption). Call it before the
+// first Add.
+func (w *ImageWriter) SetKeys(k *seal.Keys) error {
+	if k.ImageID() != w.imageID {
+		return fmt.Errorf("format: keys of image %x for the writer of image %x", k.ImageID(), w.imageID)
+	}
+	if len(w.chunks) != 0 {
+		return fmt.Errorf("format: SetKeys after the first chunk")
+	}
+	w.keys = k
+	return nil
+}
+
 // ConcurrentParityWrites says that the write function given to
 // SetParity is safe to call concurrently: the M parity segments of a
 // stripe are then handed over at once, so that storing them (M files,
@@ -180,10 +202,23 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 		return w.err
 	}
 	index := uint64(len(w.chunks))
+	if ec.refused != nil {
+		w.err = ec.refused // nothing recorded: later chunks would be misplaced
+		return w.err
+	}
 	if ec.Zero {
-		w.chunks = append(w.chunks, ChunkEntry{Hash: ec.Hash, Kind: KindZero})
+		h := ec.Hash
+		if w.keys != nil {
+			h = Hash{} // spec §11.4: the kind says it is zero
+		}
+		w.chunks = append(w.chunks, ChunkEntry{Hash: h, Kind: KindZero})
 		w.zeros++
 		return nil
+	}
+	if ec.Codec.Sealed() != (w.keys != nil) {
+		w.err = fmt.Errorf("format: chunk %d has codec %s, but the image is %sencrypted: a codec with the image's keys (SetKeys) encodes its chunks",
+			index, ec.Codec, map[bool]string{true: "", false: "not "}[w.keys != nil])
+		return w.err
 	}
 	if w.ended {
 		w.err = fmt.Errorf("format: chunk %d stored after the image's last group was closed", index)
@@ -415,7 +450,16 @@ func (w *ImageWriter) Finish(hdr Header) (*Manifest, error) {
 	}
 	hdr.Format, hdr.Version = "seedship", formatVersion
 	hdr.ImageID = hex.EncodeToString(w.imageID[:])
-	hdr.BlockSize, hdr.BlockDigestLen, hdr.ChunkHash = blockSize, blockDigestLen, "sha256-tree"
+	hdr.BlockSize, hdr.BlockDigestLen, hdr.ChunkHash = blockSize, blockDigestLen, ChunkHashPlain
+	if w.keys != nil {
+		if hdr.Encryption == nil {
+			return nil, fmt.Errorf("format: an encrypted image's header needs its encryption object (NewEncryption)")
+		}
+		hdr.ChunkHash = ChunkHashKeyed
+		if !slices.Contains(hdr.Requires, FeatureAEAD) {
+			hdr.Requires = append(hdr.Requires, FeatureAEAD)
+		}
+	}
 	hdr.SegmentSize = w.segmentSize
 	if w.enc == nil && w.width > 1 {
 		hdr.Width = w.width
@@ -429,7 +473,15 @@ func (w *ImageWriter) Finish(hdr Header) (*Manifest, error) {
 		}
 	}
 	m := &Manifest{Header: hdr, Chunks: w.chunks, Segments: w.segments, Parity: w.parity}
+	if w.keys != nil {
+		if err := m.SetKeys(w.keys); err != nil {
+			return nil, err
+		}
+	}
 	if err := m.validate(); err != nil {
+		if errors.Is(err, errDigestOnlyAEAD) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("format: built an invalid manifest (a bug): %w", err)
 	}
 	return m, nil

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/seedship/seedship/seal"
 )
 
 // Sizes of the fixed manifest structures (spec: "Manifest").
@@ -35,20 +37,21 @@ type Header struct {
 	ChunkSize      int         `json:"chunk_size"`
 	BlockSize      int         `json:"block_size"`
 	BlockDigestLen int         `json:"block_digest_len"`
-	ChunkHash      string      `json:"chunk_hash"` // "sha256-tree"
+	ChunkHash      string      `json:"chunk_hash"` // "sha256-tree", or "blake3-keyed-tree" when encrypted
 	SegmentSize    int64       `json:"segment_size"`
 	Width          int         `json:"width,omitempty"` // data segments grown together without parity (spec §5.5); absent: 1
 	Compression    Compression `json:"compression"`
-	SHA256         string      `json:"sha256"` // whole raw source, hex
-	Source         Source      `json:"source"`
-	CaptureStart   time.Time   `json:"capture_start"`
-	CaptureEnd     time.Time   `json:"capture_end"`
+	SHA256         string      `json:"sha256,omitempty"` // whole raw source, hex; sealed when encrypted
+	Source         Source      `json:"source"`           // when encrypted only kind, size and sector_size are in the clear
+	CaptureStart   time.Time   `json:"capture_start,omitzero"`
+	CaptureEnd     time.Time   `json:"capture_end,omitzero"`
 	Chunks         uint64      `json:"chunks"`
 	ZeroChunks     uint64      `json:"zero_chunks"`
 	StoredBytes    int64       `json:"stored_bytes"`           // bytes of all data segments
 	ParityBytes    int64       `json:"parity_bytes,omitempty"` // bytes of all parity segments
 	Parity         *Parity     `json:"parity,omitempty"`
 	Base           *Base       `json:"base,omitempty"`
+	Encryption     *Encryption `json:"encryption,omitempty"` // spec §11, feature "aead"
 	// Resync is the replication product's seed token (package resync),
 	// recorded by the capture-side steps of an adapter: opaque to the
 	// format, checked by the target-side steps before a partial resync.
@@ -66,7 +69,7 @@ type Compression struct {
 
 // Source identifies what was captured.
 type Source struct {
-	Path       string   `json:"path"`
+	Path       string   `json:"path,omitempty"`
 	Kind       string   `json:"kind"` // "block" or "file"
 	Size       int64    `json:"size"`
 	SectorSize int      `json:"sector_size,omitempty"`
@@ -127,10 +130,21 @@ type Manifest struct {
 	Segments []SegmentSummary // data segments, by number
 	Parity   []SegmentSummary // parity segments, by number (parity images)
 	Hash     Hash
+
+	// Encrypted images (spec §11): the keys once set or unsealed, the
+	// image's hasher, and for a manifest read but not yet unsealed the
+	// bytes its MAC covers and the MAC.
+	keys   *seal.Keys
+	hasher *Hasher
+	body   []byte
+	mac    [32]byte
+	// nonces, when set (test vectors only), replaces the CSPRNG as the
+	// source of the metadata's sealing nonce.
+	nonces io.Reader
 }
 
 // supportedFeatures lists the Requires entries this reader implements.
-var supportedFeatures = []string{featureParity, FeatureDelta, FeatureDigestOnly}
+var supportedFeatures = []string{featureParity, FeatureDelta, FeatureDigestOnly, FeatureAEAD}
 
 // Features an image may require besides parity (spec §8).
 const (
@@ -173,21 +187,46 @@ func findSegment(table []SegmentSummary, n uint32) (SegmentSummary, bool) {
 	return table[i], true
 }
 
-// Marshal returns the encoded manifest and sets m.Hash.
+// Marshal returns the encoded manifest and sets m.Hash. An encrypted
+// manifest needs its keys (SetKeys): its secret fields are sealed into
+// encryption.metadata (m.Header.Encryption.Metadata is updated) and its
+// trailer carries the MAC (spec §11.5, §11.6).
 func (m *Manifest) Marshal() ([]byte, error) {
 	if err := m.validate(); err != nil {
 		return nil, fmt.Errorf("format: refusing to write an invalid manifest: %w", err)
 	}
-	hj, err := json.Marshal(&m.Header)
+	hdr := m.Header
+	if m.Encrypted() {
+		var err error
+		if hdr, err = m.sealHeader(); err != nil {
+			return nil, err
+		}
+	}
+	b, err := m.encode(hdr)
+	if err == nil {
+		m.Header.Encryption = hdr.Encryption // with the metadata just sealed
+	}
+	return b, err
+}
+
+// encode writes the manifest with header hdr (the sealed one of an
+// encrypted manifest, whose trailer is then keyed) and sets m.Hash.
+func (m *Manifest) encode(hdr Header) ([]byte, error) {
+	trailer, flags := manifestTrailerSize, uint16(0)
+	if m.Encrypted() {
+		trailer, flags = keyedTrailerSize, manifestFlagKeyed
+	}
+	hj, err := json.Marshal(&hdr)
 	if err != nil {
 		return nil, fmt.Errorf("format: manifest header: %w", err)
 	}
 	nseg := len(m.Segments) + len(m.Parity)
-	n := manifestPreambleSize + len(hj) + len(m.Chunks)*chunkEntrySize + nseg*segmentEntrySize + manifestTrailerSize
+	n := manifestPreambleSize + len(hj) + len(m.Chunks)*chunkEntrySize + nseg*segmentEntrySize + trailer
 	b := make([]byte, 0, n)
 	var pre [manifestPreambleSize]byte
 	copy(pre[:], manifestMagic[:])
 	binary.LittleEndian.PutUint16(pre[8:], formatVersion)
+	binary.LittleEndian.PutUint16(pre[10:], flags)
 	binary.LittleEndian.PutUint32(pre[12:], uint32(len(hj)))
 	binary.LittleEndian.PutUint64(pre[16:], uint64(len(m.Chunks)))
 	binary.LittleEndian.PutUint32(pre[24:], uint32(nseg))
@@ -211,9 +250,17 @@ func (m *Manifest) Marshal() ([]byte, error) {
 		copy(se[24:], s.IndexHash[:])
 		b = append(b, se[:]...)
 	}
-	m.Hash = sha256.Sum256(b)
-	b = append(b, m.Hash[:]...)
+	hash := sha256.Sum256(b)
+	var mac [32]byte
+	if flags&manifestFlagKeyed != 0 {
+		mac = m.keys.ManifestMAC(b)
+	}
+	b = append(b, hash[:]...)
+	if flags&manifestFlagKeyed != 0 {
+		b = append(b, mac[:]...)
+	}
 	b = append(b, manifestTrailMagic[:]...)
+	m.Hash = hash
 	return b, nil
 }
 
@@ -262,17 +309,35 @@ func manifestLength(pre []byte) (int64, error) {
 	if v := binary.LittleEndian.Uint16(pre[8:]); v != formatVersion {
 		return 0, versionError(int(v))
 	}
+	trailer, err := trailerSize(pre)
+	if err != nil {
+		return 0, err
+	}
 	hl := uint64(binary.LittleEndian.Uint32(pre[12:]))
 	nc := binary.LittleEndian.Uint64(pre[16:])
 	ns := uint64(binary.LittleEndian.Uint32(pre[24:]))
 	if hl > maxHeaderJSON || nc > MaxManifestSize/chunkEntrySize {
 		return 0, fmt.Errorf("%w: manifest counts (%d header bytes, %d chunks) exceed %d bytes", ErrTooLarge, hl, nc, MaxManifestSize)
 	}
-	n := manifestPreambleSize + hl + nc*chunkEntrySize + ns*segmentEntrySize + manifestTrailerSize
+	n := manifestPreambleSize + hl + nc*chunkEntrySize + ns*segmentEntrySize + uint64(trailer)
 	if n > MaxManifestSize {
 		return 0, fmt.Errorf("%w: manifest of %d bytes, over %d", ErrTooLarge, n, MaxManifestSize)
 	}
 	return int64(n), nil
+}
+
+// trailerSize returns the trailer length the preamble's flags give: the
+// 72-byte keyed trailer when bit 0 is set, else 40. Other bits are
+// reserved.
+func trailerSize(pre []byte) (int, error) {
+	flags := binary.LittleEndian.Uint16(pre[10:])
+	switch flags {
+	case 0:
+		return manifestTrailerSize, nil
+	case manifestFlagKeyed:
+		return keyedTrailerSize, nil
+	}
+	return 0, corruptf("manifest flags %#04x: only bit 0 is defined", flags)
 }
 
 // DecodeManifest decodes and fully checks an encoded manifest: magic,
@@ -294,12 +359,19 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if [8]byte(b[len(b)-8:]) != manifestTrailMagic {
 		return nil, corruptf("manifest trailer missing: truncated")
 	}
-	body := b[:len(b)-manifestTrailerSize]
+	trailer, err := trailerSize(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < manifestPreambleSize+trailer {
+		return nil, corruptf("manifest is %d bytes: truncated", len(b))
+	}
+	body := b[:len(b)-trailer]
 	m := &Manifest{Hash: sha256.Sum256(body)}
-	if [32]byte(b[len(b)-manifestTrailerSize:len(b)-8]) != m.Hash {
+	if [32]byte(b[len(body):len(body)+32]) != m.Hash {
 		return nil, corruptf("manifest hash mismatch")
 	}
-	if binary.LittleEndian.Uint16(b[10:]) != 0 || binary.LittleEndian.Uint32(b[28:]) != 0 {
+	if binary.LittleEndian.Uint32(b[28:]) != 0 {
 		return nil, corruptf("manifest reserved bytes not zero")
 	}
 	hl := int64(binary.LittleEndian.Uint32(b[12:]))
@@ -324,8 +396,16 @@ func DecodeManifest(b []byte) (*Manifest, error) {
 	if err := m.decodeSegments(p[int(nc)*chunkEntrySize:], int(ns)); err != nil {
 		return nil, err
 	}
+	keyed := trailer == keyedTrailerSize
+	if keyed != m.Encrypted() {
+		return nil, corruptf("manifest flags bit 0 (keyed trailer) is %v but requires %q is %v: they come together", keyed, FeatureAEAD, m.Encrypted())
+	}
 	if err := m.validate(); err != nil {
 		return nil, err
+	}
+	if keyed {
+		// Kept until Unseal checks the MAC over them.
+		m.body, m.mac = bytes.Clone(body), [32]byte(b[len(body)+32:len(body)+64])
 	}
 	return m, nil
 }
@@ -417,9 +497,13 @@ func (m *Manifest) validateHeader() error {
 	if h.ChunkSize < MinChunkSize || h.ChunkSize > MaxChunkSize || h.ChunkSize&(h.ChunkSize-1) != 0 {
 		return corruptf("chunk_size %d", h.ChunkSize)
 	}
-	if h.BlockSize != blockSize || h.BlockDigestLen != blockDigestLen || h.ChunkHash != "sha256-tree" {
-		return corruptf("block_size %d, block_digest_len %d, chunk_hash %q: this seedship reads %d, %d, sha256-tree",
-			h.BlockSize, h.BlockDigestLen, h.ChunkHash, blockSize, blockDigestLen)
+	wantHash := ChunkHashPlain
+	if m.Encrypted() {
+		wantHash = ChunkHashKeyed
+	}
+	if h.BlockSize != blockSize || h.BlockDigestLen != blockDigestLen || h.ChunkHash != wantHash {
+		return corruptf("block_size %d, block_digest_len %d, chunk_hash %q: this seedship reads %d, %d, %s for this image",
+			h.BlockSize, h.BlockDigestLen, h.ChunkHash, blockSize, blockDigestLen, wantHash)
 	}
 	if h.Size < 0 {
 		return corruptf("size %d", h.Size)
@@ -428,10 +512,40 @@ func (m *Manifest) validateHeader() error {
 	if uint64(len(m.Chunks)) != wantChunks || h.Chunks != wantChunks {
 		return corruptf("%d chunks in table, header says %d, size needs %d", len(m.Chunks), h.Chunks, wantChunks)
 	}
-	if b, err := hex.DecodeString(h.SHA256); err != nil || len(b) != sha256.Size || strings.ToLower(h.SHA256) != h.SHA256 {
-		return corruptf("sha256 %q is not 64 lowercase hex digits", h.SHA256)
+	if err := m.validateEncryption(); err != nil {
+		return err
+	}
+	if !m.Encrypted() || m.Unsealed() {
+		if b, err := hex.DecodeString(h.SHA256); err != nil || len(b) != sha256.Size || strings.ToLower(h.SHA256) != h.SHA256 {
+			return corruptf("sha256 %q is not 64 lowercase hex digits", h.SHA256)
+		}
 	}
 	return h.validateBase()
+}
+
+// validateEncryption checks the encryption object: present exactly when
+// the image requires "aead", of the scheme this seedship implements, not
+// with digest-only, and, read without the keys, no sealed field in the
+// clear.
+func (m *Manifest) validateEncryption() error {
+	h := &m.Header
+	enc := m.Encrypted()
+	if (h.Encryption != nil) != enc {
+		return corruptf("header encryption and the %s feature must come together (encryption present %v, requires %s %v)", FeatureAEAD, h.Encryption != nil, FeatureAEAD, enc)
+	}
+	if !enc {
+		return nil
+	}
+	if h.RequiresFeature(FeatureDigestOnly) {
+		return errDigestOnlyAEAD
+	}
+	if err := h.Encryption.validate(); err != nil {
+		return err
+	}
+	if !m.Unsealed() {
+		return h.checkClear()
+	}
+	return nil
 }
 
 // validateBase checks the delta header: "base" is present exactly when
@@ -501,6 +615,7 @@ func (m *Manifest) GroupWidth() int {
 // number of zero chunks.
 func (m *Manifest) validateChunks() (zeros uint64, err error) {
 	zeroHash := map[int64]Hash{}
+	encrypted := m.Encrypted()
 	frames := make(map[uint32]uint32, len(m.Segments))
 	next := make(map[uint32]int64, len(m.Segments)) // where each segment's next frame starts
 	width := uint32(m.GroupWidth())
@@ -512,10 +627,10 @@ func (m *Manifest) validateChunks() (zeros uint64, err error) {
 		case KindZero:
 			zeros++
 			zh, ok := zeroHash[rawLen]
-			if !ok {
+			if !ok && !encrypted {
 				zh = ZeroChunkHash(int(rawLen))
 				zeroHash[rawLen] = zh
-			}
+			} // an encrypted image's zero chunks record 32 zero bytes (spec §11.4)
 			if c.Segment != 0 || c.Offset != 0 || c.PayloadLen != 0 || c.Codec != 0 || c.Hash != zh {
 				return 0, corruptf("zero chunk %d has a stored location or a non-zero hash", i)
 			}
@@ -587,13 +702,16 @@ func (m *Manifest) validateStored(i int, rawLen int64, next map[uint32]int64) er
 	if !c.Codec.valid() {
 		return corruptf("chunk %d: codec %d", i, c.Codec)
 	}
+	if enc := m.Encrypted(); c.Codec.Sealed() != enc {
+		return corruptf("chunk %d: codec %s in an image that is %sencrypted", i, c.Codec, map[bool]string{true: "", false: "not "}[enc])
+	}
 	if digestOnly := m.Header.RequiresFeature(FeatureDigestOnly); digestOnly != (c.Codec == CodecDigestOnly) {
 		return corruptf("chunk %d: codec %s in an image that is %sdigest-only", i, c.Codec, map[bool]string{true: "", false: "not "}[digestOnly])
 	}
 	if c.Codec == CodecDigestOnly && c.PayloadLen != 0 {
 		return corruptf("chunk %d: digest-only with a %d-byte payload", i, c.PayloadLen)
 	}
-	if c.PayloadLen > maxPayload(int(rawLen)) || (c.Codec == CodecRaw && int64(c.PayloadLen) != rawLen) {
+	if !PayloadLenOK(c.Codec, c.PayloadLen, rawLen) {
 		return corruptf("chunk %d: payload length %d for %d raw bytes", i, c.PayloadLen, rawLen)
 	}
 	// Each segment's frames lie back to back in chunk order, from the

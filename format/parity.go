@@ -88,7 +88,10 @@ type ShardRef struct {
 func (r ShardRef) Present() bool { return r.Number != noSegment }
 
 // ParityIndex is the index of a parity segment (spec §9): the stripe's
-// geometry, its data shards, and the CRC-32C of every row of every shard.
+// geometry, its data shards, the CRC-32C of every row of every shard, and
+// the rows digest of every parity shard. Every parity segment of a stripe
+// holds the same index but for J, so any intact one rebuilds the others'
+// ([ParityIndex.Trailer]).
 type ParityIndex struct {
 	Stripe  uint32
 	K, M, J int
@@ -96,13 +99,38 @@ type ParityIndex struct {
 	Rows    int
 	Data    []ShardRef // K entries
 	CRC     [][]uint32 // K+M shards × Rows
+	// RowsDigest holds, for each of the M parity shards, the BLAKE3-256 of
+	// its rows (Rows × RowSize bytes, [NewRowsDigester]): RowsDigest[J] is
+	// this segment's. It checks a whole shard read in order without
+	// trusting the 32-bit row CRCs alone.
+	RowsDigest []Hash
 }
 
 const parityIndexFixed = 16
 
+// parityIndexLen returns the length of the parity index of a stripe of
+// k+m shards of rows rows.
+func parityIndexLen(k, m int, rows int64) int64 {
+	return parityIndexFixed + 12*int64(k) + 4*int64(k+m)*rows + int64(len(Hash{}))*int64(m)
+}
+
+// CheckRows compares the rows digest of parity shard j, computed by the
+// caller over the shard's rows in order ([NewRowsDigester]), with the one
+// the index records. A mismatch wraps ErrChecksum and names the segment.
+func (p *ParityIndex) CheckRows(j int, d Hash) error {
+	if j < 0 || j >= len(p.RowsDigest) {
+		return fmt.Errorf("format: parity shard %d of %d", j, len(p.RowsDigest))
+	}
+	if d != p.RowsDigest[j] {
+		return fmt.Errorf("%w: the rows of parity segment %s do not match the rows digest in its index (BLAKE3 %x, want %x)",
+			ErrChecksum, ParityID(p.number(j)).Key(), d[:8], p.RowsDigest[j][:8])
+	}
+	return nil
+}
+
 // marshal returns the index bytes.
 func (p *ParityIndex) marshal() []byte {
-	b := make([]byte, parityIndexFixed, parityIndexFixed+12*p.K+4*(p.K+p.M)*p.Rows)
+	b := make([]byte, parityIndexFixed, parityIndexLen(p.K, p.M, int64(p.Rows)))
 	binary.LittleEndian.PutUint32(b[0:], p.Stripe)
 	b[4], b[5], b[6] = byte(p.K), byte(p.M), byte(p.J)
 	binary.LittleEndian.PutUint32(b[8:], uint32(p.RowSize))
@@ -115,6 +143,9 @@ func (p *ParityIndex) marshal() []byte {
 		for _, c := range shard {
 			b = binary.LittleEndian.AppendUint32(b, c)
 		}
+	}
+	for _, d := range p.RowsDigest {
+		b = append(b, d[:]...)
 	}
 	return b
 }
@@ -135,8 +166,7 @@ func parseParityIndex(b []byte) (*ParityIndex, error) {
 	if p.J >= p.M {
 		return nil, corruptf("parity index: shard %d of %d", p.J, p.M)
 	}
-	want := int64(parityIndexFixed) + 12*int64(p.K) + 4*int64(p.K+p.M)*int64(p.Rows)
-	if int64(len(b)) != want {
+	if want := parityIndexLen(p.K, p.M, int64(p.Rows)); int64(len(b)) != want {
 		return nil, corruptf("parity index is %d bytes, its counts say %d", len(b), want)
 	}
 	b = b[parityIndexFixed:]
@@ -155,6 +185,11 @@ func parseParityIndex(b []byte) (*ParityIndex, error) {
 			p.CRC[s][r] = binary.LittleEndian.Uint32(b)
 			b = b[4:]
 		}
+	}
+	p.RowsDigest = make([]Hash, p.M)
+	for j := range p.RowsDigest {
+		copy(p.RowsDigest[j][:], b)
+		b = b[len(Hash{}):]
 	}
 	return p, nil
 }
@@ -371,19 +406,27 @@ func (e *stripeEncoder) finish(stripe uint32, imageID [16]byte) []ParitySegment 
 		}
 		crc[i] = c
 	}
+	digests := make([]Hash, e.geo.M)
+	h := NewRowsDigester()
 	for j := range e.parity {
 		e.parity[j] = growZero(e.parity[j], length)
 		c := make([]uint32, rows)
+		h.Reset()
+		// One pass over the finished rows: each row's CRC and its share
+		// of the rows digest while it is in cache.
 		for r := range rows {
-			c[r] = crc32.Checksum(e.parity[j][int64(r)*R:int64(r+1)*R], castagnoli)
+			row := e.parity[j][int64(r)*R : int64(r+1)*R]
+			c[r] = crc32.Checksum(row, castagnoli)
+			_, _ = h.Write(row) // a hash never fails to write
 		}
 		crc[e.geo.K+j] = c
+		digests[j] = SumDigest(h)
 	}
 	out := make([]ParitySegment, e.geo.M)
 	for j := range out {
 		n := e.geo.ParityNumber(stripe, j)
 		idx := &ParityIndex{Stripe: stripe, K: e.geo.K, M: e.geo.M, J: j, RowSize: e.geo.RowSize, Rows: rows,
-			Data: e.data, CRC: crc}
+			Data: e.data, CRC: crc, RowsDigest: digests}
 		ib := idx.marshal()
 		f := footer{IndexOffset: SegmentHeaderSize + length, IndexLen: int64(len(ib)), IndexHash: sha256.Sum256(ib)}
 		out[j] = ParitySegment{

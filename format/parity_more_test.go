@@ -101,14 +101,16 @@ func TestReadParityIndexRejectsEveryTrailerFlip(t *testing.T) {
 
 func TestParseParityIndexRoundTripAndLimits(t *testing.T) {
 	idx := &ParityIndex{Stripe: 7, K: 3, M: 2, J: 1, RowSize: 4096, Rows: 2,
-		Data: []ShardRef{{Number: 21, Size: 8000}, {Number: 22, Size: 5000}, {Number: noSegment}},
-		CRC:  [][]uint32{{1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}}}
+		Data:       []ShardRef{{Number: 21, Size: 8000}, {Number: 22, Size: 5000}, {Number: noSegment}},
+		CRC:        [][]uint32{{1, 2}, {3, 4}, {5, 6}, {7, 8}, {9, 10}},
+		RowsDigest: []Hash{{1, 2, 3}, {4, 5, 6}}}
 	b := idx.marshal()
 	got, err := parseParityIndex(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got.marshal(), b) || got.Stripe != 7 || got.J != 1 || got.Data[2].Present() || !got.Data[0].Present() {
+	if !bytes.Equal(got.marshal(), b) || got.Stripe != 7 || got.J != 1 || got.Data[2].Present() || !got.Data[0].Present() ||
+		got.RowsDigest[1] != (Hash{4, 5, 6}) || !bytes.Equal(b[len(b)-64:len(b)-61], []byte{1, 2, 3}) {
 		t.Errorf("round trip: %+v", got)
 	}
 	bad := func(name string, mut func([]byte) []byte) {

@@ -125,16 +125,24 @@ func CheckParityStream(r io.Reader, imageID [16]byte, idx *ParityIndex) error {
 	bad := []int{}
 	row := make([]byte, idx.RowSize)
 	want := idx.CRC[idx.K+idx.J]
+	digest := NewRowsDigester()
 	for ri := range idx.Rows {
 		if err := readFull(r, row); err != nil {
 			return truncatedParity(err, id, append(bad, allRows(idx.Rows)[ri:]...))
 		}
+		_, _ = digest.Write(row) // a hash never fails to write
 		if RowCRC(0, row) != want[ri] {
 			bad = append(bad, ri)
 		}
 	}
 	if len(bad) > 0 {
 		problems = append(problems, fmt.Sprintf("%d row(s) fail their CRC-32C", len(bad)))
+	}
+	if err := idx.CheckRows(idx.J, SumDigest(digest)); err != nil && len(bad) == 0 {
+		// Every row passed its CRC, yet the rows are not what was
+		// written: which row differs is unknown, so all are suspect.
+		problems = append(problems, "the rows fail the segment's rows digest (BLAKE3) though every row passes its CRC-32C")
+		bad = nil
 	}
 	trailer := idx.Trailer(idx.J)
 	tail := make([]byte, len(trailer)+1)
@@ -214,7 +222,7 @@ func (m *Manifest) ReadParityIndexOf(r io.ReaderAt, n uint32) (*ParityIndex, err
 	}
 	stripe, j := n/uint32(g.M), int(n%uint32(g.M))
 	rows := m.stripeRows(stripe)
-	wantLen := parityIndexFixed + 12*int64(g.K) + 4*int64(g.K+g.M)*rows
+	wantLen := parityIndexLen(g.K, g.M, rows)
 	if sum.Size != SegmentHeaderSize+rows*int64(g.RowSize)+wantLen+FooterSize {
 		return nil, &SegmentError{ID: id, Err: corruptf("the manifest's size %d does not fit %d rows of its stripe", sum.Size, rows)}
 	}

@@ -27,22 +27,32 @@ type Frame struct {
 	Index   uint64
 	Codec   Codec
 	Payload []byte
+	// Stored is the frame's stored digest as read ([FrameDigest] of its
+	// header and payload), when the reader computed it
+	// ([SegmentScanner.Next] does); zero otherwise.
+	Stored Hash
 }
 
 // SegmentScanner reads one data segment front to back from a stream,
 // guided by the manifest: it knows where every frame must be, so damage to
 // one frame is reported for that chunk and scanning goes on with the next.
-// Payloads it returns are not yet verified: pass them to
-// [ChunkCodec.Decode] with the manifest's hash.
+// Payloads it returns are not yet verified against the chunk hash: pass
+// them to [ChunkCodec.Decode] with the manifest's hash. Their stored
+// digests are checked against the segment index: by Next when the index
+// was given up front ([SegmentScanner.UseIndex]), else by Finish, which
+// reports mismatches of frames already returned ([SegmentScanner.LateDamage]).
 type SegmentScanner struct {
-	r      io.Reader
-	m      *Manifest
-	seg    SegmentSummary
-	chunks []uint64
-	pos    int
-	off    int64
-	hdrErr error
-	eof    error // set once the stream ended early or failed
+	r       io.Reader
+	m       *Manifest
+	seg     SegmentSummary
+	chunks  []uint64
+	entries []IndexEntry // the segment's checked index, if given up front
+	stored  []Hash       // stored digest of each frame Next returned intact
+	late    []*ChunkError
+	pos     int
+	off     int64
+	hdrErr  error
+	eof     error // set once the stream ended early or failed
 }
 
 // NewSegmentScanner starts scanning data segment seg, whose stored chunks
@@ -53,7 +63,7 @@ func NewSegmentScanner(r io.Reader, m *Manifest, seg uint32, chunks []uint64) (*
 	if !ok {
 		return nil, fmt.Errorf("format: segment %d is not in the manifest", seg)
 	}
-	s := &SegmentScanner{r: r, m: m, seg: sum, chunks: chunks}
+	s := &SegmentScanner{r: r, m: m, seg: sum, chunks: chunks, stored: make([]Hash, len(chunks))}
 	var hb [SegmentHeaderSize]byte
 	if err := s.read(hb[:]); err != nil {
 		return s, nil // every chunk will report the failure
@@ -62,6 +72,27 @@ func NewSegmentScanner(r io.Reader, m *Manifest, seg uint32, chunks []uint64) (*
 	// A damaged header does not stop us: the manifest locates the frames.
 	s.hdrErr = checkSegmentHeader(hb[:], DataID(seg), id)
 	return s, nil
+}
+
+// UseIndex gives the scanner the segment's index entries, as read and
+// checked against the manifest beforehand ([Manifest.ReadIndexOf]), so that
+// Next checks each frame's stored digest before returning it: a frame whose
+// stored bytes differ from what was written is then damage of its chunk,
+// without decoding it. Call it before the first Next.
+func (s *SegmentScanner) UseIndex(entries []IndexEntry) error {
+	if s.pos != 0 {
+		return fmt.Errorf("format: segment %d: index given after scanning began", s.seg.Number)
+	}
+	if len(entries) != len(s.chunks) {
+		return fmt.Errorf("format: segment %d: %d index entries for %d chunks", s.seg.Number, len(entries), len(s.chunks))
+	}
+	for k, e := range entries {
+		if e.Index != s.chunks[k] {
+			return fmt.Errorf("format: segment %d: index entry %d is of chunk %d, want %d", s.seg.Number, k, e.Index, s.chunks[k])
+		}
+	}
+	s.entries = entries
+	return nil
 }
 
 // HeaderErr reports damage to the segment header, if any.
@@ -116,10 +147,18 @@ func (s *SegmentScanner) Next(buf []byte) (Frame, []byte, error) {
 	if err := s.read(buf); err != nil {
 		return Frame{}, buf, cerr(err)
 	}
+	d := FrameDigest(buf[:FrameHeaderSize], buf[FrameHeaderSize:])
+	if s.entries != nil {
+		if err := s.entries[s.pos-1].CheckStoredDigest(d); err != nil {
+			return Frame{}, buf, cerr(err)
+		}
+	}
 	f, err := s.m.ParseFrame(idx, buf)
 	if err != nil {
 		return Frame{}, buf, cerr(err)
 	}
+	f.Stored = d
+	s.stored[s.pos-1] = d
 	return f, buf, nil
 }
 
@@ -149,8 +188,25 @@ func (s *SegmentScanner) Finish() ([]IndexEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("segment %d: %w", s.seg.Number, err)
 	}
+	if s.entries == nil {
+		for k, e := range entries {
+			if d := s.stored[k]; d != (Hash{}) {
+				if err := e.CheckStoredDigest(d); err != nil {
+					off, length := s.m.ChunkRange(e.Index)
+					s.late = append(s.late, &ChunkError{Index: e.Index, Offset: off, Length: length, Segment: s.seg.Number, Err: err})
+				}
+			}
+		}
+	}
 	return entries, nil
 }
+
+// LateDamage returns, after a successful Finish, the chunks whose frames
+// Next returned before the index was known (no [SegmentScanner.UseIndex])
+// and whose stored digest the index then contradicted: each is damage of
+// that chunk, as if Next had reported it. It is empty when UseIndex was
+// called, since Next then checked every frame itself.
+func (s *SegmentScanner) LateDamage() []*ChunkError { return s.late }
 
 // tailAt serves the bytes b of a segment, which start at offset base, as
 // an io.ReaderAt.

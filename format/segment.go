@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+
+	"github.com/zeebo/blake3"
 )
 
 // Sizes of the fixed segment structures (spec: "Segment files").
@@ -12,9 +14,12 @@ const (
 	SegmentHeaderSize = 32
 	FrameHeaderSize   = 24
 	FooterSize        = 64
-	indexEntryFixed   = 60
+	// indexEntryFixed is an index entry without its block digests: the
+	// fields up to the chunk hash (60 bytes) and the stored digest (32).
+	indexEntryFixed = 92
 	// maxIndexLen bounds a segment's index for readers: the writer's
-	// 4,096-frame limit keeps a data segment's under 34 MiB, and the
+	// 4,096-frame limit keeps a data segment's at most 4,096 × (92 + 8 ×
+	// 1,024) bytes (33.9 MB, 32.4 MiB) at 64 MiB chunks, and the
 	// capture's parity memory limit keeps a parity segment's (4·(K+M)
 	// bytes a row) far smaller.
 	maxIndexLen = 64 << 20
@@ -116,21 +121,14 @@ func parseFrameHeader(b []byte) (frameHeader, error) {
 	if f.RawLen == 0 || f.RawLen > MaxChunkSize {
 		return f, fmt.Errorf("%w: frame raw length %d", ErrTooLarge, f.RawLen)
 	}
-	if f.PayloadLen > maxPayload(int(f.RawLen)) {
+	if int64(f.PayloadLen) > int64(f.RawLen)+SealOverhead {
 		return f, fmt.Errorf("%w: frame payload length %d for %d raw bytes", ErrTooLarge, f.PayloadLen, f.RawLen)
 	}
-	if f.Codec == CodecRaw && f.PayloadLen != f.RawLen {
-		return f, corruptf("raw frame payload %d != raw length %d", f.PayloadLen, f.RawLen)
-	}
-	if f.Codec == CodecDigestOnly && f.PayloadLen != 0 {
-		return f, corruptf("digest-only frame with a %d-byte payload", f.PayloadLen)
+	if !PayloadLenOK(f.Codec, f.PayloadLen, int64(f.RawLen)) {
+		return f, corruptf("%s frame payload of %d bytes for %d raw bytes", f.Codec, f.PayloadLen, f.RawLen)
 	}
 	return f, nil
 }
-
-// maxPayload bounds a stored payload: the writer stores raw whenever zstd
-// would not save 1/64, so a zstd payload is always shorter than raw.
-func maxPayload(rawLen int) uint32 { return uint32(rawLen) }
 
 // IndexEntry describes one frame in a segment's trailing index.
 type IndexEntry struct {
@@ -139,8 +137,12 @@ type IndexEntry struct {
 	PayloadLen uint32
 	RawLen     uint32
 	Codec      Codec
-	Hash       Hash
-	Blocks     []BlockDigest
+	Hash       Hash // the chunk hash H, as in the manifest
+	// Stored is the frame's stored digest, [FrameDigest] of its header and
+	// payload as written: with the index authenticated by the manifest, it
+	// lets anyone check the stored bytes without decoding them.
+	Stored Hash
+	Blocks []BlockDigest
 }
 
 func (e *IndexEntry) appendTo(b []byte) []byte {
@@ -152,6 +154,7 @@ func (e *IndexEntry) appendTo(b []byte) []byte {
 	fixed[24] = byte(e.Codec)
 	binary.LittleEndian.PutUint16(fixed[26:], uint16(len(e.Blocks)))
 	copy(fixed[28:], e.Hash[:])
+	copy(fixed[60:], e.Stored[:])
 	b = append(b, fixed[:]...)
 	for _, d := range e.Blocks {
 		b = append(b, d[:]...)
@@ -229,6 +232,7 @@ func parseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error
 		}
 		nb := int(binary.LittleEndian.Uint16(b[26:]))
 		copy(e.Hash[:], b[28:60])
+		copy(e.Stored[:], b[60:92])
 		b = b[indexEntryFixed:]
 		if e.RawLen == 0 || e.RawLen > MaxChunkSize || nb != NumBlocks(int(e.RawLen)) {
 			return nil, corruptf("index entry %d: raw length %d with %d blocks", i, e.RawLen, nb)
@@ -236,7 +240,10 @@ func parseIndex(b []byte, frames uint32, indexOffset int64) ([]IndexEntry, error
 		if !e.Codec.valid() {
 			return nil, corruptf("index entry %d: codec %d", i, e.Codec)
 		}
-		if e.Offset != next || e.PayloadLen > maxPayload(int(e.RawLen)) {
+		if !PayloadLenOK(e.Codec, e.PayloadLen, int64(e.RawLen)) {
+			return nil, corruptf("index entry %d: %s payload of %d bytes for %d raw bytes", i, e.Codec, e.PayloadLen, e.RawLen)
+		}
+		if e.Offset != next {
 			return nil, corruptf("index entry %d: frame at %d (+%d), expected at %d", i, e.Offset, e.PayloadLen, next)
 		}
 		next = e.Offset + FrameHeaderSize + int64(e.PayloadLen)
@@ -370,13 +377,14 @@ type segmentWriter struct {
 	index  []byte
 	frames uint32
 	hdr    [FrameHeaderSize]byte
+	digest *blake3.Hasher // each frame's stored digest, as it is written
 	err    error
 	closed bool
 }
 
 // newSegmentWriter writes the header of data segment number to w.
 func newSegmentWriter(w io.Writer, number uint32, imageID [16]byte) *segmentWriter {
-	s := &segmentWriter{w: w, number: number}
+	s := &segmentWriter{w: w, number: number, digest: blake3.New()}
 	s.write(segmentHeader{Version: formatVersion, Kind: SegmentData, Number: number, ImageID: imageID}.marshal())
 	return s
 }
@@ -414,8 +422,12 @@ func (s *segmentWriter) writeChunk(index uint64, ec *EncodedChunk) (int64, error
 	frameHeader{Codec: ec.Codec, Index: index, PayloadLen: uint32(len(ec.Payload)), RawLen: uint32(ec.RawLen)}.put(s.hdr[:])
 	s.write(s.hdr[:])
 	s.write(ec.Payload)
+	s.digest.Reset()
+	_, _ = s.digest.Write(s.hdr[:]) // a hash never fails to write
+	_, _ = s.digest.Write(ec.Payload)
 	e := IndexEntry{Index: index, Offset: off, PayloadLen: uint32(len(ec.Payload)), RawLen: uint32(ec.RawLen),
 		Codec: ec.Codec, Hash: ec.Hash, Blocks: ec.Blocks}
+	s.digest.Sum(e.Stored[:0])
 	s.index = e.appendTo(s.index)
 	s.frames++
 	return off, s.err

@@ -1,6 +1,7 @@
 package format
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -206,27 +207,31 @@ func TestGroupValidation(t *testing.T) {
 	}
 }
 
-// TestVersionRefusal: a manifest or segment of format version 1 is
-// refused with one line that names both versions and what to do.
+// TestVersionRefusal: a manifest or segment of an older format version (2,
+// before the stored digests and encryption, or 1) is refused with one line
+// that names both versions and what to do; a newer one asks for an upgrade.
 func TestVersionRefusal(t *testing.T) {
 	m := syntheticImage(t, 3, MinChunkSize, 1<<20, nil, 1, func(int) int { return 500 })
 	mb, err := m.Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}
-	mb[8] = 1
-	_, err = DecodeManifest(mb)
-	want := "image format version 1, made by an older seedship; this seedship reads version 2: capture it again (or restore it with the seedship that made it)"
-	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
-		t.Fatalf("version 1 manifest: %v", err)
+	for _, old := range []uint16{2, 1} {
+		b := bytes.Clone(mb)
+		b[8] = byte(old)
+		_, err = DecodeManifest(b)
+		want := fmt.Sprintf("image format version %d, made by an older seedship; this seedship reads version 3: capture it again (or restore it with the seedship that made it)", old)
+		if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+			t.Fatalf("version %d manifest: %v", old, err)
+		}
+		hdr := segmentHeader{Version: old, Kind: SegmentData, Number: 0, ImageID: [16]byte{5}}.marshal()
+		if _, err := parseSegmentHeader(hdr); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), fmt.Sprintf("version %d, made by an older seedship", old)) {
+			t.Fatalf("version %d segment header: %v", old, err)
+		}
 	}
-	hdr := segmentHeader{Version: 1, Kind: SegmentData, Number: 0, ImageID: [16]byte{5}}.marshal()
-	if _, err := parseSegmentHeader(hdr); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "version 1, made by an older seedship") {
-		t.Fatalf("version 1 segment header: %v", err)
-	}
-	hdr = segmentHeader{Version: 3, Kind: SegmentData}.marshal()
+	hdr := segmentHeader{Version: 4, Kind: SegmentData}.marshal()
 	if _, err := parseSegmentHeader(hdr); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "newer seedship") {
-		t.Fatalf("version 3 segment header: %v", err)
+		t.Fatalf("version 4 segment header: %v", err)
 	}
 }
 
@@ -246,7 +251,7 @@ func parityBound(m *Manifest) int64 {
 			}
 		}
 		rows := m.stripeRows(uint32(s))
-		idx := parityIndexFixed + 12*int64(g.K) + 4*int64(g.K+g.M)*rows
+		idx := parityIndexFixed + 12*int64(g.K) + 4*int64(g.K+g.M)*rows + 32*int64(g.M)
 		bound += int64(g.M)*data/int64(g.K) + int64(g.M)*(int64(g.K-1)*F/int64(g.K)+int64(g.RowSize)+SegmentHeaderSize+FooterSize+idx)
 	}
 	return bound

@@ -34,6 +34,9 @@ type vectorChunk struct {
 	Offset     int64  `json:"offset"`
 	PayloadLen uint32 `json:"payload_len"`
 	Codec      string `json:"codec,omitempty"`
+	// Stored is the frame's stored digest from the segment index (hex):
+	// BLAKE3-256 of its header and payload, what b3sum prints for them.
+	Stored string `json:"stored,omitempty"`
 	// Blocks are the 8-byte block digests from the segment index (hex).
 	Blocks []string `json:"blocks,omitempty"`
 }
@@ -56,16 +59,19 @@ type vector struct {
 	ExpectErr string          `json:"expect_error,omitempty"` // "corrupt", "format", "version", "checksum", "missing"
 	BadChunks []uint64        `json:"bad_chunks,omitempty"`
 
-	Size           int64         `json:"size,omitempty"`
-	ChunkSize      int           `json:"chunk_size,omitempty"`
-	SHA256         string        `json:"sha256,omitempty"`
-	ManifestSHA256 string        `json:"manifest_sha256,omitempty"`
-	ZeroChunks     uint64        `json:"zero_chunks,omitempty"`
-	StoredBytes    int64         `json:"stored_bytes,omitempty"`
-	Segments       []int64       `json:"segment_sizes,omitempty"`
-	Parity         *Parity       `json:"parity,omitempty"`
-	ParitySegments []int64       `json:"parity_segment_sizes,omitempty"`
-	Chunks         []vectorChunk `json:"chunks,omitempty"`
+	Size           int64   `json:"size,omitempty"`
+	ChunkSize      int     `json:"chunk_size,omitempty"`
+	SHA256         string  `json:"sha256,omitempty"`
+	ManifestSHA256 string  `json:"manifest_sha256,omitempty"`
+	ZeroChunks     uint64  `json:"zero_chunks,omitempty"`
+	StoredBytes    int64   `json:"stored_bytes,omitempty"`
+	Segments       []int64 `json:"segment_sizes,omitempty"`
+	Parity         *Parity `json:"parity,omitempty"`
+	ParitySegments []int64 `json:"parity_segment_sizes,omitempty"`
+	// ParityRows is, per parity segment, the rows digest its index
+	// records (hex): BLAKE3-256 of its rows.
+	ParityRows []string      `json:"parity_rows_digests,omitempty"`
+	Chunks     []vectorChunk `json:"chunks,omitempty"`
 }
 
 type vectorSpec struct {
@@ -156,8 +162,8 @@ var corruptVectors = []vector{
 		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: -100, Xor: 0x04}, ExpectErr: "corrupt"},
 	{Name: "manifest-truncated", Base: "basic", Description: "manifest missing its last byte",
 		Mutate: &vectorMutation{Key: "manifest.ssm", Truncate: ptr(int64(-1))}, ExpectErr: "corrupt"},
-	{Name: "manifest-version", Base: "basic", Description: "manifest version field set to 1 (an older seedship's image)",
-		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: 8, Xor: 0x03}, ExpectErr: "version"},
+	{Name: "manifest-version", Base: "basic", Description: "manifest version field set to 2 (an older seedship's image)",
+		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: 8, Xor: 0x01}, ExpectErr: "version"},
 	{Name: "not-a-manifest", Base: "basic", Description: "manifest magic replaced",
 		Mutate: &vectorMutation{Key: "manifest.ssm", Offset: 0, Xor: 0x20}, ExpectErr: "format"},
 }
@@ -235,8 +241,15 @@ func describe(t *testing.T, name, desc string, m *Manifest, segs memSegments) ve
 		Parity: m.Header.Parity}
 	for _, p := range m.Parity {
 		v.ParitySegments = append(v.ParitySegments, p.Size)
+		b := segs[ParityID(p.Number).Key()].Bytes()
+		idx, err := readParityIndex(bytes.NewReader(b), int64(len(b)), p.IndexHash, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.ParityRows = append(v.ParityRows, hex.EncodeToString(idx.RowsDigest[idx.J][:]))
 	}
 	blocks := map[uint64][]BlockDigest{}
+	stored := map[uint64]Hash{}
 	for _, s := range m.Segments {
 		v.Segments = append(v.Segments, s.Size)
 		b := segs[DataID(s.Number).Key()].Bytes()
@@ -246,12 +259,18 @@ func describe(t *testing.T, name, desc string, m *Manifest, segs memSegments) ve
 		}
 		for _, e := range entries {
 			blocks[e.Index] = e.Blocks
+			stored[e.Index] = e.Stored
+			if err := e.CheckStored(b[e.Offset : e.Offset+FrameHeaderSize+int64(e.PayloadLen)]); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	for i, c := range m.Chunks {
 		vc := vectorChunk{Kind: c.Kind.String(), Hash: hex.EncodeToString(c.Hash[:])}
 		if c.Kind == KindStored {
 			vc.Segment, vc.Offset, vc.PayloadLen, vc.Codec = c.Segment, c.Offset, c.PayloadLen, c.Codec.String()
+			d := stored[uint64(i)]
+			vc.Stored = hex.EncodeToString(d[:])
 			for _, d := range blocks[uint64(i)] {
 				vc.Blocks = append(vc.Blocks, hex.EncodeToString(d[:]))
 			}
@@ -452,6 +471,14 @@ func checkVectorParity(t *testing.T, m *Manifest, g Geometry, segs memSegments) 
 		pb := segs[ParityID(g.ParityNumber(uint32(s), 0)).Key()].Bytes()
 		idx, err := readParityIndex(bytes.NewReader(pb), int64(len(pb)), m.Parity[s*g.M].IndexHash, -1)
 		must(t, err)
+		for j := range g.M {
+			// Each parity segment's rows against the rows digest that
+			// every index of the stripe records for it.
+			pb := segs[ParityID(g.ParityNumber(uint32(s), j)).Key()].Bytes()
+			h := NewRowsDigester()
+			h.Write(pb[SegmentHeaderSize : SegmentHeaderSize+idx.ShardLen()])
+			must(t, idx.CheckRows(j, SumDigest(h)))
+		}
 		shard := func(i int) []byte {
 			b := make([]byte, idx.Rows*idx.RowSize)
 			if i < g.K {

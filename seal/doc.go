@@ -8,9 +8,8 @@
 // It exists so that no other package chooses a nonce, a label, a key or
 // an associated-data layout: format, engine and the CLI call the few
 // functions here and never touch crypto/cipher or age themselves. The
-// byte layouts are spec/FORMAT.md §11 (its proposed text is spec-11.md
-// in this directory until the format wires it in); testdata/seal/ holds
-// its test vectors, which TestVectors checks.
+// byte layouts are spec/FORMAT.md §11; testdata/seal/ holds its test
+// vectors, which TestVectors checks.
 //
 // seal depends on no other seedship package, so format (pure codecs) can
 // call it.

@@ -3,46 +3,33 @@ package seed
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"sync"
 
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/store"
 )
 
-// codecs holds one decoder per image chunk size, shared by the single
-// chunk fetches and segment stream checks of every Image (a zstd decoder
-// is costly to make); up to GOMAXPROCS decodes run at once.
-var codecs sync.Map // chunk size → *format.ChunkCodec
-
-func sharedCodec(chunkSize int) (*format.ChunkCodec, error) {
-	if c, ok := codecs.Load(chunkSize); ok {
-		return c.(*format.ChunkCodec), nil
-	}
-	c, err := format.NewChunkCodec(0, runtime.GOMAXPROCS(0), chunkSize)
-	if err != nil {
-		return nil, err
-	}
-	if prev, loaded := codecs.LoadOrStore(chunkSize, c); loaded {
-		c.Close()
-		return prev.(*format.ChunkCodec), nil
-	}
-	return c, nil
-}
-
 // Chunk reads chunk i by a ranged read of its frame, verifies it (frame
-// header, bounded decode, chunk hash, and the block digests of its
-// segment's index) and returns its raw bytes in buf (reused when large
-// enough). A zero chunk is returned as zeros without reading. Damage is a
-// *format.ChunkError (the chunk's frame) or a *format.SegmentError (its
-// segment's index); both satisfy format.IsDamage. Other errors are
-// operational.
+// header, the stored digest of its segment's index, bounded decode, which
+// in an encrypted image first authenticates and decrypts the payload,
+// chunk hash, and the block digests of its segment's index) and returns
+// its raw bytes in buf (reused when large enough). A zero chunk is
+// returned as zeros without reading. Damage is a *format.ChunkError (the
+// chunk's frame, a payload that fails authentication included) or a
+// *format.SegmentError (its segment's index); both satisfy
+// format.IsDamage. An encrypted image that was not unlocked
+// ([Image.Unlock]) gives an error wrapping format.ErrNoKey and reads
+// nothing, not even a zero chunk. Other errors are operational.
 func (im *Image) Chunk(ctx context.Context, i uint64, buf []byte) ([]byte, error) {
 	if i >= uint64(len(im.m.Chunks)) {
 		return nil, fmt.Errorf("seed: chunk %d of an image of %d chunks", i, len(im.m.Chunks))
 	}
 	c := im.m.Chunks[i]
 	off, length := im.m.ChunkRange(i)
+	if im.Locked() {
+		// Not even a zero chunk: without the key the chunk table that
+		// says it is zero is not authenticated (the manifest MAC).
+		return nil, im.errLocked(fmt.Sprintf("reading chunk %d", i))
+	}
 	if cap(buf) < int(length) {
 		buf = make([]byte, length)
 	}
@@ -71,7 +58,10 @@ func (im *Image) Chunk(ctx context.Context, i uint64, buf []byte) ([]byte, error
 }
 
 // decodeFrame checks and decodes the frame of chunk i against the
-// manifest and, when entries is not nil, its segment's index.
+// manifest and, when entries is not nil, its segment's index: the frame's
+// stored digest first (nothing is decoded or decrypted from a frame whose
+// stored bytes are not the ones written), then, after decoding, the block
+// digests.
 func (im *Image) decodeFrame(i uint64, frame []byte, entries []format.IndexEntry, buf []byte) ([]byte, error) {
 	c := im.m.Chunks[i]
 	off, length := im.m.ChunkRange(i)
@@ -82,20 +72,25 @@ func (im *Image) decodeFrame(i uint64, frame []byte, entries []format.IndexEntry
 	if err != nil {
 		return nil, chunkErr(err)
 	}
-	codec, err := sharedCodec(im.m.Header.ChunkSize)
+	var e *format.IndexEntry
+	if entries != nil {
+		if e = im.entryOf(entries, i); e == nil {
+			return nil, segmentErr(format.DataID(c.Segment), nil, fmt.Errorf("%w: index has no entry for chunk %d", format.ErrCorrupt, i))
+		}
+		if err := e.CheckStored(frame); err != nil {
+			return nil, chunkErr(err)
+		}
+	}
+	codec, err := im.codec()
 	if err != nil {
 		return nil, err
 	}
 	blocks := make([]format.BlockDigest, format.NumBlocks(int(length)))
-	raw, err := codec.Decode(f.Codec, f.Payload, int(length), c.Hash, buf[:0], blocks)
+	raw, err := codec.DecodeAt(i, f.Codec, f.Payload, int(length), c.Hash, buf[:0], blocks)
 	if err != nil {
 		return nil, chunkErr(err)
 	}
-	if entries != nil {
-		e := im.entryOf(entries, i)
-		if e == nil {
-			return nil, segmentErr(format.DataID(c.Segment), nil, fmt.Errorf("%w: index has no entry for chunk %d", format.ErrCorrupt, i))
-		}
+	if e != nil {
 		if err := format.CheckBlocks(blocks, e.Blocks); err != nil {
 			return nil, chunkErr(err)
 		}

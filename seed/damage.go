@@ -24,14 +24,33 @@ type Damage struct {
 	Offset  int64  // first source byte affected (chunks only)
 	Length  int64  // source bytes affected (chunks only)
 	Segment uint32 // the data segment involved, if any
-	Err     error  // a *format.ChunkError or *format.SegmentError, or manifest damage
+	// FrameOffset and FrameLength locate a damaged chunk's frame in its
+	// data segment (Key): the stored bytes concerned (chunks only; zero
+	// when the damage did not come from Image.Read).
+	FrameOffset int64
+	FrameLength int64
+	Err         error // a *format.ChunkError or *format.SegmentError, or manifest damage
 }
 
 func (d Damage) String() string {
 	if d.IsChunk {
-		return fmt.Sprintf("chunk %d: source bytes %d-%d (segment %d): %v", d.Chunk, d.Offset, d.Offset+d.Length-1, d.Segment, errors.Unwrap(d.Err))
+		where := fmt.Sprintf("segment %d", d.Segment)
+		if d.FrameLength > 0 {
+			where += fmt.Sprintf(", stored bytes %d-%d", d.FrameOffset, d.FrameOffset+d.FrameLength-1)
+		}
+		return fmt.Sprintf("chunk %d: source bytes %d-%d (%s): %v", d.Chunk, d.Offset, d.Offset+d.Length-1, where, errors.Unwrap(d.Err))
 	}
 	return d.Err.Error()
+}
+
+// locate adds to chunk damage where its frame lies in its segment.
+func (im *Image) locate(d Damage) Damage {
+	if d.IsChunk && d.Chunk < uint64(len(im.m.Chunks)) {
+		if c := im.m.Chunks[d.Chunk]; c.Kind == format.KindStored {
+			d.FrameOffset, d.FrameLength = c.Offset, c.FrameLen()
+		}
+	}
+	return d
 }
 
 // SegmentID returns the segment the damage is in; ok is false for damage

@@ -14,6 +14,24 @@
 // or rebuilt chunk is delivered on its chunk hash alone, while a single
 // fetched chunk ([Image.Chunk]) is refused.
 //
+// Every frame's stored bytes are also checked against the stored digest
+// its segment index records (BLAKE3 of header and payload; the index is
+// authenticated by the manifest's segment table), in every read and
+// before anything is decoded. A transport read ([ReadOptions.Transport])
+// checks only that, with every structure and parity row, and opens no
+// chunk: it needs no key and runs near the speed of reading.
+//
+// An encrypted image (feature "aead") opens without a key: its manifest
+// (SHA-256), copies, structure and stored digests are all checkable, and
+// a read of it is a transport read. [Image.Unlock] opens its key with age
+// identities and checks the manifest's MAC; from then on every chunk is
+// authenticated and decrypted before it is decompressed, and a payload
+// that fails authentication is damage of its chunk like a hash mismatch.
+// Nothing hands out a chunk of an encrypted image that was not unlocked:
+// it fails with format.ErrNoKey. Rebuilding segments from parity needs no
+// key; each rebuilt segment is checked as it streams and stored only if
+// it passes.
+//
 // Damage is never an error that stops the reader unless the caller asks
 // for that: it is reported per chunk ([format.ChunkError]) or per segment
 // ([format.SegmentError]) as a [Damage], and [format.IsDamage] tells it
@@ -25,8 +43,8 @@
 //
 // Package seed exists so that verify, restore, copy, repair and the
 // fallback fetch share one implementation of these checks instead of
-// repeating them. It imports format and store only: it must not import
-// engine, cmd or verify (they are built on it), and it never writes to
-// the image it reads; rebuilt segments are handed to the caller, who
-// decides where they go.
+// repeating them. It imports format, store and, for keys, seal and age
+// only: it must not import engine, cmd or verify (they are built on it),
+// and it never writes to the image it reads; rebuilt segments are handed
+// to the caller, who decides where they go.
 package seed

@@ -7,10 +7,14 @@ import (
 	"encoding/hex"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seal"
 	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/store/storetest/memstore"
 )
@@ -57,6 +61,51 @@ type testImage struct {
 // into a new memory store, manifest copies included.
 func build(t testing.TB, src []byte, chunk int, segSize int64, geo *format.Geometry) testImage {
 	t.Helper()
+	return buildImage(t, src, chunk, segSize, geo, nil)
+}
+
+// encryption is what an encrypted test image is made with: its root key,
+// wrapped for ids' recipients.
+type encryption struct {
+	root seal.RootKey
+	enc  *format.Encryption
+	keys *seal.Keys
+}
+
+// newIdentity returns a fresh age identity and its recipient.
+func newIdentity(t testing.TB) (*age.X25519Identity, seal.Recipient) {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := seal.ParseRecipient("test", id.Recipient().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, r
+}
+
+// buildEncrypted writes src as an image encrypted for a new identity,
+// which it returns.
+func buildEncrypted(t testing.TB, src []byte, chunk int, segSize int64, geo *format.Geometry) (testImage, age.Identity) {
+	t.Helper()
+	id, r := newIdentity(t)
+	root := seal.NewRootKey()
+	enc, err := format.NewEncryption(root, []seal.Recipient{r}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := seal.DeriveKeys(root, imageID(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buildImage(t, src, chunk, segSize, geo, &encryption{root: root, enc: enc, keys: keys}), id
+}
+
+// buildImage is build, encrypted when e is not nil.
+func buildImage(t testing.TB, src []byte, chunk int, segSize int64, geo *format.Geometry, e *encryption) testImage {
+	t.Helper()
 	st := memstore.New()
 	codec, err := format.NewChunkCodec(3, 1, chunk)
 	if err != nil {
@@ -69,6 +118,12 @@ func build(t testing.TB, src []byte, chunk int, segSize int64, geo *format.Geome
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e != nil {
+		codec.SetKeys(e.keys)
+		if err := w.SetKeys(e.keys); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if geo != nil {
 		err := w.SetParity(*geo, func(ps *format.ParitySegment) error {
 			st.SetObject(format.ParityID(ps.Number).Key(), append(append(bytes.Clone(ps.Header), ps.Rows...), ps.Trailer...))
@@ -80,16 +135,20 @@ func build(t testing.TB, src []byte, chunk int, segSize int64, geo *format.Geome
 	}
 	blocks := make([]format.BlockDigest, format.NumBlocks(chunk))
 	for off := 0; off < len(src); off += chunk {
-		ec := codec.Encode(src[off:min(off+chunk, len(src))], nil, blocks)
+		ec := codec.EncodeAt(uint64(off/chunk), src[off:min(off+chunk, len(src))], nil, blocks)
 		if err := w.Add(&ec); err != nil {
 			t.Fatal(err)
 		}
 	}
 	sum := sha256.Sum256(src)
 	ts := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
-	m, err := w.Finish(format.Header{Tool: "seed test", Size: int64(len(src)), ChunkSize: chunk, SHA256: hex.EncodeToString(sum[:]),
+	hdr := format.Header{Tool: "seed test", Size: int64(len(src)), ChunkSize: chunk, SHA256: hex.EncodeToString(sum[:]),
 		Compression: format.Compression{Codec: "zstd", Level: 3}, Source: format.Source{Path: "src", Kind: "file", Size: int64(len(src))},
-		CaptureStart: ts, CaptureEnd: ts})
+		CaptureStart: ts, CaptureEnd: ts}
+	if e != nil {
+		hdr.Encryption = e.enc
+	}
+	m, err := w.Finish(hdr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,12 +189,17 @@ func readAll(t testing.TB, im *seed.Image, opts seed.ReadOptions) ([]byte, []see
 	m := im.Manifest()
 	out := make([]byte, m.Header.Size)
 	var damage []seed.Damage
-	opts.OnChunk = func(i uint64, raw []byte) error {
-		off, _ := m.ChunkRange(i)
-		copy(out[off:], raw)
-		return nil
+	if !opts.Transport && !im.Locked() {
+		// A transport check (asked for, or of a locked image) opens no
+		// chunk: out stays zero.
+		opts.OnChunk = func(i uint64, raw []byte) error {
+			off, _ := m.ChunkRange(i)
+			copy(out[off:], raw)
+			return nil
+		}
 	}
-	opts.OnDamage = func(d seed.Damage) error { damage = append(damage, d); return nil }
+	var mu sync.Mutex
+	opts.OnDamage = func(d seed.Damage) error { mu.Lock(); damage = append(damage, d); mu.Unlock(); return nil }
 	_, err := im.Read(context.Background(), opts)
 	return out, damage, err
 }
@@ -160,6 +224,14 @@ func flip(t testing.TB, st *memstore.Store, key string, off int64) {
 // digest is wrong.
 func craftDigest(t testing.TB, ti testImage, n uint32, i uint64) {
 	t.Helper()
+	craftIndex(t, ti, n, i, 92)
+}
+
+// craftIndex changes the byte at offset field of chunk i's entry in the
+// index of data segment n (60: its stored digest; 92: its first block
+// digest) and makes the footer and the manifest agree, as craftDigest.
+func craftIndex(t testing.TB, ti testImage, n uint32, i uint64, field int64) {
+	t.Helper()
 	key := format.DataID(n).Key()
 	b, _ := ti.st.Object(key)
 	id, _ := ti.m.ImageID()
@@ -167,9 +239,9 @@ func craftDigest(t testing.TB, ti testImage, n uint32, i uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The index is the entries back to back (60 bytes and the block
+	// The index is the entries back to back (92 bytes and the block
 	// digests each), just before the footer.
-	entryLen := func(e format.IndexEntry) int64 { return 60 + int64(len(e.Blocks)*len(format.BlockDigest{})) }
+	entryLen := func(e format.IndexEntry) int64 { return 92 + int64(len(e.Blocks)*len(format.BlockDigest{})) }
 	indexLen := int64(0)
 	for _, e := range entries {
 		indexLen += entryLen(e)
@@ -182,7 +254,7 @@ func craftDigest(t testing.TB, ti testImage, n uint32, i uint64) {
 		}
 		at += entryLen(e)
 	}
-	b[at+60] ^= 0x01
+	b[at+field] ^= 0x01
 	h := sha256.Sum256(b[indexOffset : indexOffset+indexLen])
 	copy(b[len(b)-format.FooterSize+24:], h[:])
 	ti.st.SetObject(key, b)

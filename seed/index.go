@@ -88,7 +88,9 @@ func (im *Image) entryOf(entries []format.IndexEntry, i uint64) *format.IndexEnt
 }
 
 // Index returns the index of data segment n (every frame's chunk index,
-// location, chunk hash and 8-byte block digests), read by ranged reads of
+// location, chunk hash, stored digest and 8-byte block digests, which in
+// an encrypted image are keyed: comparing them needs the image unlocked),
+// read by ranged reads of
 // the segment's footer and index only and checked against the manifest
 // (index hash, frame count, and each entry against the chunk table), so
 // comparing a device or a source with an image's block digests costs a

@@ -113,7 +113,10 @@ type StripeStatus struct {
 	LostRows   []int    // rows beyond repair
 	Repairable bool
 	LostChunks []uint64 // chunks beyond repair
-	Err        error    // why the stripe cannot be examined (no intact parity index)
+	// Err says why the stripe cannot be examined (no intact parity
+	// index) or, after RebuildSegments, why a rebuilt segment of it was
+	// abandoned (it failed its check: parity was damaged too).
+	Err error
 }
 
 // shardDamage maps a stripe's shard position to the rows to rebuild (nil:

@@ -52,6 +52,24 @@ type ReadOptions struct {
 	StopOnDamage bool
 	// OnProgress, if set, is called with the raw bytes of each chunk done.
 	OnProgress func(n int64)
+	// Transport checks the stored bytes only: every frame's stored
+	// digest (BLAKE3 of its header and payload) against its segment
+	// index's entry, the index being authenticated by the manifest's
+	// segment table, with every structure and, with Parity, every row
+	// CRC checked as in a deep read; no chunk is decompressed or
+	// decrypted, so it needs no key and runs near the speed of reading.
+	// A chunk whose segment index is damaged cannot be checked this way
+	// and is reported as damage. OnChunk must be nil. Read also checks
+	// this way, without being asked, an encrypted image that was not
+	// unlocked when neither OnChunk nor Deep is set. [ReadStats.Transport]
+	// says which check was made.
+	Transport bool
+	// Deep asks for every chunk to be opened (decrypted, decompressed and
+	// checked against its chunk hash and block digests, after its stored
+	// digest): on an encrypted image that was not unlocked Read then
+	// fails at once with an error wrapping format.ErrNoKey instead of
+	// checking transport integrity only. Setting OnChunk implies it.
+	Deep bool
 	// Parity, if set, maps each stripe to an intact parity index of it
 	// (from [Image.CheckParity]); each data segment's bytes are then also
 	// checked against their rows' CRC-32C, so that a changed byte that
@@ -62,9 +80,21 @@ type ReadOptions struct {
 
 // ReadStats counts what [Image.Read] verified.
 type ReadStats struct {
-	ChunksOK     uint64 // stored chunks that passed every check
+	// Transport is true when only stored bytes were checked (against
+	// their stored digests, ReadOptions.Transport): no chunk was opened
+	// and checked against its chunk hash, which a report must say
+	// ("transport integrity only"). False when every chunk was opened.
+	Transport    bool
+	ChunksOK     uint64 // stored chunks that passed every check (of the kind Transport says)
 	ZeroChunks   uint64 // zero chunks of the image (nothing to read)
-	BytesChecked int64  // raw bytes of the chunks that passed
+	BytesChecked int64  // raw (source) bytes of the chunks that passed
+	// StoredChecked counts the frames whose stored digest was checked
+	// against their segment index and matched, in either kind of read
+	// (a deep read checks them too, before decoding).
+	StoredChecked uint64
+	// StoredBytes counts the stored bytes (frame headers and payloads)
+	// of those frames.
+	StoredBytes int64
 	// Digests counts the stored chunks of a digest-only image whose
 	// frame header and index entry passed every check (they have no
 	// data to check: ChunksOK and BytesChecked do not count them).
@@ -86,15 +116,19 @@ type reader struct {
 	stats ReadStats
 	pool  chan []byte
 	work  chan frameWork
-	codec *format.ChunkCodec
+	codec *format.ChunkCodec  // nil in a transport read
 	want  map[uint32][]uint64 // with opts.Chunks: the wanted chunks of each segment
 }
 
 // Read streams the chosen data segments (all by default), each once front
 // to back, and checks every byte: segment header, every frame header,
-// every chunk (decoded within its length, then its chunk hash and the
+// every frame's stored digest against the segment's index, every chunk
+// (in a deep read: opened, which in an encrypted image authenticates and
+// decrypts it, decoded within its length, then its chunk hash and the
 // block digests of the segment's index), the index and footer against the
-// manifest, the segment's size and, with opts.Parity, its row CRCs.
+// manifest, the segment's size and, with opts.Parity, its row CRCs. A
+// transport read (opts.Transport, or an encrypted image not unlocked)
+// opens no chunk; ReadStats.Transport says which was made.
 // Verified chunks go to opts.OnChunk; the chunks of a digest-only image,
 // which hold no data, go to opts.OnDigest with their index entries once
 // the segment's structure around them checks out; damage goes to opts.OnDamage and
@@ -111,12 +145,18 @@ func (im *Image) Read(ctx context.Context, opts ReadOptions) (ReadStats, error) 
 		opts.Readers = store.ConnectionsOf(im.st, 2)
 	}
 	opts.Workers, opts.Readers = fitRead(im.m.Header.ChunkSize, opts.Workers, opts.Readers)
-	codec, err := format.NewChunkCodec(0, opts.Workers, im.m.Header.ChunkSize)
+	transport, err := im.readMode(opts)
 	if err != nil {
 		return ReadStats{}, err
 	}
-	defer codec.Close()
-	r := &reader{im: im, opts: opts, codec: codec, work: make(chan frameWork, opts.Workers)}
+	r := &reader{im: im, opts: opts, work: make(chan frameWork, opts.Workers)}
+	r.stats.Transport = transport
+	if !transport {
+		if r.codec, err = im.newCodec(opts.Workers); err != nil {
+			return ReadStats{}, err
+		}
+		defer r.codec.Close()
+	}
 	for _, c := range im.m.Chunks {
 		if c.Kind == format.KindZero {
 			r.stats.ZeroChunks++
@@ -129,6 +169,21 @@ func (im *Image) Read(ctx context.Context, opts ReadOptions) (ReadStats, error) 
 	}
 	err = r.run(ctx, r.segments())
 	return r.stats, err
+}
+
+// readMode checks the options against the image and reports whether
+// the read checks stored bytes only.
+func (im *Image) readMode(opts ReadOptions) (transport bool, err error) {
+	deep := opts.Deep || opts.OnChunk != nil
+	switch {
+	case opts.Transport && opts.Deep:
+		return false, fmt.Errorf("seed: a read is either a transport check or a deep one, not both")
+	case opts.Transport && opts.OnChunk != nil:
+		return false, fmt.Errorf("seed: a transport check opens no chunk, so it has none to hand to OnChunk")
+	case im.Locked() && deep:
+		return false, im.errLocked("opening its chunks")
+	}
+	return opts.Transport || im.Locked(), nil
 }
 
 // ReadMemory bounds the buffers one [Image.Read] holds: its frame
@@ -244,6 +299,7 @@ func (r *reader) run(ctx context.Context, segs []uint32) error {
 // damage records d; with StopOnDamage it returns the error that ends the
 // read.
 func (r *reader) damage(d Damage) error {
+	d = r.im.locate(d)
 	if r.opts.OnDamage != nil {
 		r.mu.Lock()
 		err := r.opts.OnDamage(d)
@@ -273,33 +329,69 @@ func (r *reader) worker() error {
 	return nil
 }
 
+// verify checks one frame: its stored digest against the segment index
+// first (when the index is intact), then, in a deep read, its chunk
+// opened, decoded and checked against its chunk hash and block digests.
 func (r *reader) verify(w frameWork, out []byte, blocks []format.BlockDigest) error {
 	m := r.im.m
 	i := w.frame.Index
 	off, length := m.ChunkRange(i)
 	c := m.Chunks[i]
+	chunkErr := func(err error) error {
+		return r.damage(damageOf("", &format.ChunkError{Index: i, Offset: off, Length: length, Segment: c.Segment, Err: err}))
+	}
+	if w.entry != nil {
+		if err := checkStored(w); err != nil {
+			return chunkErr(err)
+		}
+		r.mu.Lock()
+		r.stats.StoredChecked++
+		r.stats.StoredBytes += int64(len(w.buf))
+		r.mu.Unlock()
+	}
 	if w.frame.Codec == format.CodecDigestOnly {
 		return r.digest(w)
 	}
-	blocks = blocks[:format.NumBlocks(int(length))]
-	raw, err := r.codec.Decode(w.frame.Codec, w.frame.Payload, int(length), c.Hash, out, blocks)
-	if err == nil && w.entry != nil {
-		err = format.CheckBlocks(blocks, w.entry.Blocks)
-	}
-	if err != nil {
-		return r.damage(damageOf("", &format.ChunkError{Index: i, Offset: off, Length: length, Segment: c.Segment, Err: err}))
+	var raw []byte
+	if r.codec == nil {
+		if w.entry == nil {
+			return chunkErr(fmt.Errorf("%w: its stored bytes cannot be checked without a key: the segment index that holds their digest is damaged", format.ErrCorrupt))
+		}
+	} else {
+		blocks = blocks[:format.NumBlocks(int(length))]
+		var err error
+		raw, err = r.codec.DecodeAt(i, w.frame.Codec, w.frame.Payload, int(length), c.Hash, out, blocks)
+		if err == nil && w.entry != nil {
+			err = format.CheckBlocks(blocks, w.entry.Blocks)
+		}
+		if err != nil {
+			return chunkErr(err)
+		}
 	}
 	r.mu.Lock()
 	r.stats.ChunksOK++
 	r.stats.BytesChecked += length
 	r.mu.Unlock()
-	if r.opts.OnChunk != nil {
+	var err error
+	if r.opts.OnChunk != nil && raw != nil {
 		err = r.opts.OnChunk(i, raw)
 	}
 	if r.opts.OnProgress != nil {
 		r.opts.OnProgress(length)
 	}
 	return err
+}
+
+// checkStored checks a frame's stored bytes against its index entry's
+// stored digest. The segment scanner computed the digest as the frame
+// streamed past; a frame read by a ranged read is hashed here, by the
+// worker.
+func checkStored(w frameWork) error {
+	d := w.frame.Stored
+	if d == (format.Hash{}) {
+		return w.entry.CheckStored(w.buf)
+	}
+	return w.entry.CheckStoredDigest(d)
 }
 
 // digest reports a chunk of a digest-only image: its frame header was

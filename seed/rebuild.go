@@ -1,9 +1,13 @@
 package seed
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/seedship/seedship/format"
 )
@@ -23,16 +27,22 @@ type SegmentSink interface {
 // RebuildSegments rebuilds from parity every segment that damage reports
 // damaged or missing, streaming each into the sink create returns for it
 // (size is the segment's full size). Each surviving segment of an affected
-// stripe is read once. Segments of stripes beyond repair are abandoned
-// (CloseWithError) or never begun. It never writes to the image itself:
-// the caller's sinks decide where the bytes go. The returned statuses say
-// what was rebuilt; the caller verifies the image again afterwards.
+// stripe is read once. Every rebuilt segment is checked as it streams, as
+// by [Image.CheckStream] (a data segment's frames against the stored
+// digests of its rebuilt index, and its chunks opened when the image can
+// be opened; a parity segment's rows against their CRCs and rows digest),
+// so it needs no key, and a segment that fails is abandoned
+// (CloseWithError) and its stripe reported not Repairable, with the cause
+// in Err. Segments of stripes beyond repair are abandoned or never
+// begun. It never writes to the image itself: the caller's sinks decide
+// where the bytes go. The returned statuses say what was rebuilt; the
+// caller verifies the image again afterwards.
 func (im *Image) RebuildSegments(ctx context.Context, damage []Damage, create func(id format.SegmentID, size int64) SegmentSink) ([]StripeStatus, error) {
 	g, ok := im.m.Geometry()
 	if !ok {
 		return nil, nil
 	}
-	rw := &rewriter{im: im, g: g, create: create, open: map[int]*shardSink{}}
+	rw := &rewriter{im: im, g: g, create: create, checked: im.checkedSinks(create), open: map[int]*shardSink{}}
 	statuses, err := im.walkStripes(ctx, damage, true, stripeHooks{row: rw.row, done: rw.done, regen: rw.regen})
 	if err != nil {
 		rw.abortAll(err)
@@ -63,7 +73,11 @@ type rewriter struct {
 	im     *Image
 	g      format.Geometry
 	create func(format.SegmentID, int64) SegmentSink
-	open   map[int]*shardSink // by shard position
+	// checked is create with each sink checked as it streams: for
+	// segments rebuilt from parity rows. Regenerated parity needs no
+	// such check: Reencode compared it with the manifest.
+	checked func(id format.SegmentID, size int64, idx *format.ParityIndex) SegmentSink
+	open    map[int]*shardSink // by shard position
 }
 
 func (rw *rewriter) abortAll(err error) {
@@ -98,10 +112,10 @@ func (rw *rewriter) begin(s uint32, idx *format.ParityIndex, shard int) (*shardS
 	id := rw.g.Shard(s, shard)
 	if shard < rw.g.K {
 		size := idx.Data[shard].Size
-		return &shardSink{id: id, sink: rw.create(id, size), size: size}, nil
+		return &shardSink{id: id, sink: rw.checked(id, size, idx), size: size}, nil
 	}
 	j := shard - rw.g.K
-	w := &shardSink{id: id, size: idx.ShardLen(), sink: rw.create(id, idx.SegmentSize())}
+	w := &shardSink{id: id, size: idx.ShardLen(), sink: rw.checked(id, idx.SegmentSize(), idx)}
 	if _, err := w.sink.Write(idx.Header(rw.im.id, j)); err != nil {
 		_ = w.sink.CloseWithError(err)
 		return nil, fmt.Errorf("rewrite %s: %w", id.Key(), err)
@@ -114,7 +128,8 @@ func (rw *rewriter) done(ss *StripeStatus, idx *format.ParityIndex) error {
 		rw.abortAll(fmt.Errorf("stripe %d is beyond repair", ss.Stripe))
 		return nil
 	}
-	for shard, w := range rw.open {
+	for _, shard := range slices.Sorted(maps.Keys(rw.open)) {
+		w := rw.open[shard]
 		var err error
 		if shard >= rw.g.K {
 			_, err = w.sink.Write(idx.Trailer(shard - rw.g.K))
@@ -125,6 +140,14 @@ func (rw *rewriter) done(ss *StripeStatus, idx *format.ParityIndex) error {
 			_ = w.sink.CloseWithError(err)
 		}
 		delete(rw.open, shard)
+		var bad *rebuiltDamage
+		if errors.As(err, &bad) {
+			// Parity rebuilt something that is not the segment
+			// written: leave the damaged one as it is.
+			ss.Repairable = false
+			ss.Err = errors.Join(ss.Err, bad.err)
+			continue
+		}
 		if err != nil {
 			rw.abortAll(err)
 			return fmt.Errorf("rewrite %s: %w", w.id.Key(), err)
@@ -159,4 +182,84 @@ func (im *Image) Reencode(ctx context.Context, s uint32) ([]format.ParitySegment
 	return im.m.EncodeStripe(s, func(id format.SegmentID, w io.Writer) error {
 		return im.CopySegment(ctx, id, w)
 	})
+}
+
+// rebuiltDamage is a rebuilt segment that failed its check: its sink was
+// abandoned.
+type rebuiltDamage struct{ err error }
+
+func (e *rebuiltDamage) Error() string { return e.err.Error() }
+func (e *rebuiltDamage) Unwrap() error { return e.err }
+
+// checkedSinks wraps create so that every sink's bytes are also checked,
+// as they stream, as by CheckStream (a parity segment against idx, the
+// stripe's parity index the rebuild used, read once), and the sink is
+// stored (Close) only if they pass.
+func (im *Image) checkedSinks(create func(format.SegmentID, int64) SegmentSink) func(format.SegmentID, int64, *format.ParityIndex) SegmentSink {
+	return func(id format.SegmentID, size int64, idx *format.ParityIndex) SegmentSink {
+		pr, pw := io.Pipe()
+		res := make(chan error, 1)
+		go func() {
+			var err error
+			if id.Kind == format.SegmentParity {
+				err = im.checkParityWith(id, pr, idx)
+			} else {
+				err = im.checkDataStream(id, bufio.NewReaderSize(pr, 1<<20))
+			}
+			// Keep reading what the rebuild writes after a
+			// failure, so it is not blocked; the verdict stands.
+			_, _ = io.Copy(io.Discard, pr)
+			res <- err
+		}()
+		return &checkedSink{id: id, sink: create(id, size), pw: pw, res: res}
+	}
+}
+
+// checkedSink tees a rebuilt segment into its sink and its checker.
+type checkedSink struct {
+	id   format.SegmentID
+	sink SegmentSink
+	pw   *io.PipeWriter
+	res  chan error
+	err  error // the checker's verdict, once known
+	done bool
+}
+
+func (c *checkedSink) Write(b []byte) (int, error) {
+	n, err := c.sink.Write(b)
+	if err != nil {
+		return n, err
+	}
+	if _, err := c.pw.Write(b); err != nil {
+		return n, fmt.Errorf("check %s: %w", c.id.Key(), err)
+	}
+	return n, nil
+}
+
+func (c *checkedSink) verdict(closeErr error) error {
+	if !c.done {
+		c.pw.CloseWithError(closeErr)
+		c.err, c.done = <-c.res, true
+	}
+	return c.err
+}
+
+// Close stores the segment if its check passed, and abandons it
+// otherwise with a *rebuiltDamage (when it is damage) or the checker's
+// operational error.
+func (c *checkedSink) Close() error {
+	err := c.verdict(nil)
+	if err == nil {
+		return c.sink.Close()
+	}
+	_ = c.sink.CloseWithError(err)
+	if format.IsDamage(err) {
+		return &rebuiltDamage{fmt.Errorf("%s rebuilt from parity fails its check, left as it was: %w", c.id.Key(), err)}
+	}
+	return fmt.Errorf("check %s rebuilt from parity: %w", c.id.Key(), err)
+}
+
+func (c *checkedSink) CloseWithError(err error) error {
+	_ = c.verdict(err)
+	return c.sink.CloseWithError(err)
 }

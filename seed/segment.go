@@ -33,12 +33,16 @@ func (im *Image) CopySegment(ctx context.Context, id format.SegmentID, w io.Writ
 // anywhere (another copy of the image, a segment patched from several
 // sources), checks all of them against the manifest and copies them to w
 // (nil: discard). A data segment is checked frame by frame (header, every
-// chunk decoded within its length and checked against its hash and its
-// block digests, index, footer, size); a parity segment's header, rows
-// (against their CRC-32C) and trailer are checked against the stripe's
-// parity index, read from the image's store beforehand. It returns nil
-// for an intact segment, the first damage found (a *format.ChunkError or
-// *format.SegmentError), or an operational error.
+// frame's stored digest against the segment's index, index, footer, size
+// and, unless the image is encrypted and was not unlocked, every chunk
+// opened and decoded within its length and checked against its hash and
+// its block digests); so it needs no key, and an encrypted image's
+// segments are then checked for transport integrity. A parity segment's
+// header, rows (against their CRC-32C and the segment's rows digest) and
+// trailer are checked against the stripe's parity index, read from the
+// image's store beforehand. It returns nil for an intact segment, the
+// first damage found (a *format.ChunkError or *format.SegmentError), or
+// an operational error.
 func (im *Image) CheckStream(ctx context.Context, id format.SegmentID, r io.Reader, w io.Writer) error {
 	if w != nil {
 		r = io.TeeReader(r, w)
@@ -54,15 +58,22 @@ func (im *Image) CheckStream(ctx context.Context, id format.SegmentID, r io.Read
 
 func (im *Image) checkParityStream(ctx context.Context, id format.SegmentID, r io.Reader) error {
 	g, _ := im.m.Geometry()
-	stripe, shard := g.Stripe(id)
-	j := shard - g.K
+	stripe, _ := g.Stripe(id)
 	idx, err := im.StripeIndex(ctx, stripe)
 	if err != nil {
 		return err
 	}
+	return im.checkParityWith(id, r, idx)
+}
+
+// checkParityWith checks parity segment id streamed from r against idx,
+// an intact parity index of its stripe.
+func (im *Image) checkParityWith(id format.SegmentID, r io.Reader, idx *format.ParityIndex) error {
+	g, _ := im.m.Geometry()
+	_, shard := g.Stripe(id)
 	mine := *idx
-	mine.J = j
-	err = format.CheckParityStream(r, im.id, &mine)
+	mine.J = shard - g.K
+	err := format.CheckParityStream(r, im.id, &mine)
 	if err != nil && !format.IsDamage(err) {
 		if werr, damage := objectErr(im.st, id.Key(), err); damage {
 			return segmentErr(id, nil, werr)
@@ -80,9 +91,14 @@ func (im *Image) checkDataStream(id format.SegmentID, r io.Reader) error {
 	if err := sc.HeaderErr(); err != nil {
 		return segmentErr(id, nil, fmt.Errorf("header: %w", err))
 	}
-	codec, err := sharedCodec(im.m.Header.ChunkSize)
-	if err != nil {
-		return err
+	// The index comes after the frames: their stored digests are checked
+	// by Finish (LateDamage); chunks are opened as they pass, when the
+	// image can be opened.
+	var codec *format.ChunkCodec
+	if !im.Locked() {
+		if codec, err = im.codec(); err != nil {
+			return err
+		}
 	}
 	var buf []byte
 	out := make([]byte, 0, im.m.Header.ChunkSize)
@@ -96,10 +112,13 @@ func (im *Image) checkDataStream(id format.SegmentID, r io.Reader) error {
 		if err != nil {
 			return streamErr(sc, err)
 		}
+		if codec == nil || f.Codec == format.CodecDigestOnly {
+			continue
+		}
 		c := im.m.Chunks[f.Index]
 		off, length := im.m.ChunkRange(f.Index)
 		blocks := make([]format.BlockDigest, format.NumBlocks(int(length)))
-		if _, err := codec.Decode(f.Codec, f.Payload, int(length), c.Hash, out, blocks); err != nil {
+		if _, err := codec.DecodeAt(f.Index, f.Codec, f.Payload, int(length), c.Hash, out, blocks); err != nil {
 			return &format.ChunkError{Index: f.Index, Offset: off, Length: length, Segment: n, Err: err}
 		}
 		digests[f.Index] = blocks
@@ -108,8 +127,15 @@ func (im *Image) checkDataStream(id format.SegmentID, r io.Reader) error {
 	if err != nil {
 		return streamErr(sc, segmentErr(id, nil, fmt.Errorf("index/footer: %w", err)))
 	}
+	if late := sc.LateDamage(); len(late) > 0 {
+		return late[0]
+	}
 	for _, e := range entries {
-		if err := format.CheckBlocks(digests[e.Index], e.Blocks); err != nil {
+		blocks, ok := digests[e.Index]
+		if !ok {
+			continue // not opened: a locked image, or a digest-only frame (no data)
+		}
+		if err := format.CheckBlocks(blocks, e.Blocks); err != nil {
 			off, length := im.m.ChunkRange(e.Index)
 			return &format.ChunkError{Index: e.Index, Offset: off, Length: length, Segment: n, Err: err}
 		}

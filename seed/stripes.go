@@ -125,12 +125,19 @@ func (im *Image) Stripes(ctx context.Context, damage []Damage) ([]StripeStatus, 
 
 // Rebuild rebuilds, from parity, the stored chunks that damage reports,
 // without modifying the image, and hands each one's verified raw bytes to
-// fn (chunk hash and block digests checked, as for every chunk). It reads
-// only the rows those chunks touch. It returns the stripe statuses;
-// chunks in their LostChunks were not rebuilt.
+// fn (the rebuilt frame's stored digest, when its segment's index is
+// intact, then the chunk opened and checked against its chunk hash and
+// block digests, as for every chunk). It reads only the rows those chunks
+// touch. It returns the stripe statuses; chunks in their LostChunks were
+// not rebuilt. Handing out raw bytes needs the key: an encrypted image
+// that was not unlocked gives an error wrapping format.ErrNoKey
+// (RebuildSegments needs none).
 func (im *Image) Rebuild(ctx context.Context, damage []Damage, fn func(index uint64, raw []byte) error) ([]StripeStatus, error) {
 	if _, ok := im.m.Geometry(); !ok {
 		return nil, nil
+	}
+	if im.Locked() {
+		return nil, im.errLocked("rebuilding chunks")
 	}
 	// Collected rows of damaged data shards: stripe → shard → row → bytes.
 	got := map[uint32]map[int]map[int][]byte{}

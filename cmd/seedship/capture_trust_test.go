@@ -102,15 +102,15 @@ func TestCaptureParityAdviceWorks(t *testing.T) {
 	t.Parallel()
 	d := t.TempDir()
 	srcPath := writeFile(t, filepath.Join(d, "src.img"), textBytes(3*mib))
-	r := expect(t, exitUsage, "capture", "--parity", "10+4", srcPath, filepath.Join(d, "refused"))
-	oneLineError(t, r, "--parity 10+4", "--segment-size")
+	r := expect(t, exitUsage, "capture", "--parity", "10+8", srcPath, filepath.Join(d, "refused"))
+	oneLineError(t, r, "--parity 10+8", "--segment-size")
 	absent(t, filepath.Join(d, "refused"), "a refused capture must not create its destination")
 	m := regexp.MustCompile(`use --segment-size (\S+) or smaller`).FindStringSubmatch(r.stderr)
 	if m == nil {
 		t.Fatalf("the advice names no segment size: %s", r)
 	}
 	img := filepath.Join(d, "seed")
-	must(t, "capture", "--quiet", "--parity", "10+4", "--segment-size", m[1], srcPath, img)
+	must(t, "capture", "--quiet", "--parity", "10+8", "--segment-size", m[1], srcPath, img)
 	must(t, "verify", "--quiet", img)
 }
 

@@ -737,7 +737,8 @@ func TestBadInput(t *testing.T) {
 		{"manifest truncated to half", func(b []byte) []byte { return b[:len(b)/2] }, exitIntegrity, []string{"manifest"}},
 		{"manifest empty", func(b []byte) []byte { return b[:0] }, exitIntegrity, []string{"manifest"}},
 		{"manifest version 1", func(b []byte) []byte { b[8], b[9] = 1, 0; return b }, exitUsage, []string{"version 1", "older seedship"}},
-		{"manifest version 3", func(b []byte) []byte { b[8], b[9] = 3, 0; return b }, exitUsage, []string{"version 3"}},
+		{"manifest version 2", func(b []byte) []byte { b[8], b[9] = 2, 0; return b }, exitUsage, []string{"version 2", "older seedship"}},
+		{"manifest version 4", func(b []byte) []byte { b[8], b[9] = 4, 0; return b }, exitUsage, []string{"version 4"}},
 		{"manifest version 256", func(b []byte) []byte { b[8], b[9] = 0, 1; return b }, exitUsage, []string{"version 256"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
