@@ -13,11 +13,15 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"time"
 	"unsafe"
 
+	"filippo.io/age"
+
 	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seal"
 	"github.com/seedship/seedship/store"
 )
 
@@ -85,8 +89,22 @@ type CaptureOptions struct {
 	// written (package sign makes OpenSSH signatures, namespace
 	// "seedship").
 	SignManifest func(manifest []byte) ([]byte, error)
+	// Encrypt, if set, makes an encrypted image (spec §11: feature
+	// "aead"): a new root key, wrapped for its recipients and
+	// passphrase, seals every stored chunk and the manifest's secret
+	// fields, and keys the chunk digests. Its checkpoint is sealed too,
+	// and its root key also wrapped for a resume identity kept on this
+	// host until the capture finishes (resumeKeyPath). Not with
+	// DigestOnly.
+	Encrypt *EncryptOptions
+	// Identities, with Resume, open an encrypted capture's checkpoint
+	// when this host does not hold its resume identity: the identities
+	// of one of its recipients, or its passphrase
+	// (seal.PassphraseIdentity).
+	Identities []age.Identity
 
-	imageID *[16]byte // tests: a fixed image ID, so two captures compare byte for byte
+	imageID *[16]byte     // tests: a fixed image ID, so two captures compare byte for byte
+	rootKey *seal.RootKey // tests: a fixed root key, so two encrypted images share it
 
 	segmentSizeDefault bool // SegmentSize was not given: checkParity may shrink it to fit
 }
@@ -123,6 +141,9 @@ func (o *CaptureOptions) applyDefaults() error {
 	}
 	if o.Workers < 1 || o.Workers > MaxWorkers {
 		return fmt.Errorf("%w: --workers %d: use 1 to %d", ErrBadInput, o.Workers, MaxWorkers)
+	}
+	if o.DigestOnly && o.Encrypt != nil {
+		return fmt.Errorf("%w: --digest-only with --recipient or --passphrase-file: a digest-only image cannot be encrypted in this format version; leave out one or the other", ErrBadInput)
 	}
 	if o.Parity != nil {
 		if o.Width != 0 && o.Width != o.Parity.K {
@@ -282,6 +303,12 @@ type capture struct {
 	// wrote says this run has written to dst (or dst held an interrupted
 	// capture): a failure then leaves resumable work, not bad input.
 	wrote bool
+	// cont is what the run continues from besides dst: the segments
+	// stored on full drives no longer attached (continue.go).
+	cont *Continuation
+	// keys, for an encrypted capture, seal its chunks, manifest and
+	// checkpoints (encrypt.go); nil for a plaintext one.
+	keys *captureKeys
 }
 
 // Capture reads the source and writes a seed image into dst, which must be
@@ -328,6 +355,42 @@ func lockImage(ctx context.Context, dst store.Store, command string) (func(), er
 	return func() { _ = unlock(context.WithoutCancel(ctx)) }, nil
 }
 
+// resumeFrom makes c continue the capture checkpoint ck records: an
+// encrypted capture's checkpoint opened, the source proven to be the one
+// captured, and opts taken from the checkpoint.
+func (c *capture) resumeFrom(ck *format.Checkpoint, src *Source, opts *CaptureOptions) error {
+	var err error
+	// An encrypted capture's checkpoint seals the source's identity.
+	if c.keys, err = openCheckpoint(ck, *opts); err != nil {
+		return err
+	}
+	if err := checkSameSource(ck, src); err != nil {
+		return err
+	}
+	if err := opts.adopt(ck); err != nil {
+		return err
+	}
+	// An image is in use if any of its runs allowed it.
+	ck.Source.InUse = ck.Source.InUse || src.AllowInUse
+	c.ck = ck
+	return nil
+}
+
+// setOptions completes opts with their defaults, checks them, and sizes
+// the capture's chunk table and progress meter.
+func (c *capture) setOptions(opts CaptureOptions) error {
+	if err := opts.applyDefaults(); err != nil {
+		return err
+	}
+	c.opts = opts
+	c.nchunks = uint64((c.size + int64(opts.ChunkSize) - 1) / int64(opts.ChunkSize))
+	if err := checkChunkTable(c.size, opts.ChunkSize); err != nil {
+		return err
+	}
+	c.meter = NewMeter(c.size, opts.Progress)
+	return nil
+}
+
 // planCapture checks the options (taking a resumed capture's from its
 // checkpoint) and the destination, and fixes the image's identity. It
 // writes nothing; every error wraps ErrBadInput.
@@ -338,25 +401,13 @@ func planCapture(ctx context.Context, src *Source, dst store.Store, opts Capture
 		if err != nil {
 			return nil, err
 		}
-		if err := checkSameSource(ck, src); err != nil {
+		if err := c.resumeFrom(ck, src, &opts); err != nil {
 			return nil, err
 		}
-		if err := opts.adopt(ck); err != nil {
-			return nil, err
-		}
-		// An image is in use if any of its runs allowed it.
-		ck.Source.InUse = ck.Source.InUse || src.AllowInUse
-		c.ck = ck
 	}
-	if err := opts.applyDefaults(); err != nil {
+	if err := c.setOptions(opts); err != nil {
 		return nil, err
 	}
-	c.opts = opts
-	c.nchunks = uint64((c.size + int64(opts.ChunkSize) - 1) / int64(opts.ChunkSize))
-	if err := checkChunkTable(c.size, opts.ChunkSize); err != nil {
-		return nil, err
-	}
-	c.meter = NewMeter(c.size, opts.Progress)
 	if opts.Resume {
 		return c, nil
 	}
@@ -369,6 +420,15 @@ func planCapture(ctx context.Context, src *Source, dst store.Store, opts Capture
 		c.ck.ImageID = *opts.imageID
 	} else {
 		rand.Read(c.ck.ImageID[:]) // never fails (crypto/rand, Go 1.24)
+	}
+	if opts.Encrypt != nil {
+		k, err := newCaptureKeys(opts.Encrypt, c.ck.ImageID, opts.rootKey)
+		if err != nil {
+			return nil, err
+		}
+		c.keys = k
+		c.ck.WrappedKeys = append(slices.Clone(k.enc.WrappedKeys), k.resumeCopy)
+		c.ck.Recipients, c.ck.Passphrase = k.enc.Recipients, k.enc.Passphrase
 	}
 	return c, nil
 }
@@ -385,8 +445,16 @@ func (c *capture) run(ctx context.Context) (*CaptureResult, error) {
 		if rs, err = c.prepareResume(ctx); err != nil {
 			return nil, err
 		}
-	} else if err := c.writeCheckpoint(ctx, c.ck); err != nil {
-		return nil, err
+	} else {
+		// The resume identity is kept before the checkpoint that names
+		// its copy is stored.
+		if err := c.keepResumeKey(); err != nil {
+			return nil, err
+		}
+		if err := c.putCheckpoint(ctx, c.ck); err != nil {
+			_ = c.dropResumeKey() // no checkpoint names it: nothing to resume
+			return nil, err
+		}
 	}
 	c.wrote = true
 	// The codec holds an encoder per worker: size both to the memory bound.
@@ -400,6 +468,9 @@ func (c *capture) run(ctx context.Context) (*CaptureResult, error) {
 		return nil, err
 	}
 	defer codec.Close()
+	if c.keys != nil {
+		codec.SetKeys(c.keys.keys)
+	}
 	// A group's segments stream at once, each through its own upload,
 	// with the store's connections to spare for the previous group's
 	// last bytes.
@@ -417,8 +488,11 @@ func (c *capture) run(ctx context.Context) (*CaptureResult, error) {
 	if err := c.src.checkUnchanged(); err != nil {
 		_ = iw.Abort(err)
 		_ = up.wait() // the refusal matters, not how the uploads ended
-		// Resuming would continue the torn image: the checkpoint goes.
-		_ = c.dst.Delete(context.WithoutCancel(ctx), format.CheckpointKey)
+		// Resuming would continue the torn image: the checkpoint goes,
+		// and with it the resume key.
+		if c.dst.Delete(context.WithoutCancel(ctx), format.CheckpointKey) == nil {
+			_ = c.dropResumeKey() // the refusal matters more
+		}
 		return nil, err
 	}
 	m, err := c.finish(ctx, iw, up)
@@ -438,6 +512,11 @@ func (c *capture) imageWriter(ctx context.Context, up *uploader, rs format.Resum
 	iw, err := format.NewImageWriter(up.create, c.ck.ImageID, c.opts.SegmentSize, c.nchunks)
 	if err != nil {
 		return nil, err
+	}
+	if c.keys != nil {
+		if err := iw.SetKeys(c.keys.keys); err != nil {
+			return nil, err
+		}
 	}
 	if c.opts.Parity != nil {
 		err := iw.SetParity(*c.opts.Parity, func(ps *format.ParitySegment) error {
@@ -468,7 +547,7 @@ func (c *capture) imageWriter(ctx context.Context, up *uploader, rs format.Resum
 		}
 		ck := *c.ck
 		ck.Segments, ck.Chunks, ck.SHA256State, ck.Stored = s.Segment.Number+1, s.Chunks, state, s.Stored
-		up.afterStored(func() error { return c.writeCheckpoint(ctx, &ck) })
+		up.afterStored(func() error { return c.putCheckpoint(ctx, &ck) })
 		return up.failed()
 	})
 	return iw, nil
@@ -480,6 +559,7 @@ func (c *capture) imageWriter(ctx context.Context, up *uploader, rs format.Resum
 func (c *capture) pipeline(codec *format.ChunkCodec, iw *format.ImageWriter, shape pipelineShape) *chunkPipeline {
 	p := c.encodePipeline(codec, iw, shape)
 	if c.opts.DigestOnly {
+		// Never keyed: applyDefaults and format refuse digest-only with encryption.
 		p.process = func(j *chunkJob) { j.ec = format.DigestChunk(j.raw, j.blocks) }
 	}
 	return p
@@ -515,7 +595,7 @@ func (c *capture) encodePipeline(codec *format.ChunkCodec, iw *format.ImageWrite
 	return &chunkPipeline{
 		src: c.src.reader(), name: c.src.Path, size: c.size, chunkSize: c.opts.ChunkSize,
 		first: c.first, last: c.nchunks, compress: c.opts.compresses(), shape: shape,
-		process: func(j *chunkJob) { j.ec = codec.Encode(j.raw, j.out, j.blocks) },
+		process: func(j *chunkJob) { j.ec = codec.EncodeAt(j.index, j.raw, j.out, j.blocks) },
 		sink: func(j *chunkJob) error {
 			c.whole.Write(j.raw)
 			if err := iw.Add(&j.ec); err != nil {
@@ -541,6 +621,9 @@ func (c *capture) finish(ctx context.Context, iw *format.ImageWriter, up *upload
 		Source:       c.ck.Source,
 		CaptureStart: c.ck.CaptureStart.UTC(),
 		CaptureEnd:   time.Now().UTC(),
+	}
+	if c.keys != nil {
+		hdr.Encryption = c.keys.enc
 	}
 	m, err := iw.Finish(hdr)
 	if err != nil {
@@ -587,6 +670,10 @@ func (c *capture) finish(ctx context.Context, iw *format.ImageWriter, up *upload
 	}
 	if err := c.dst.Delete(ctx, format.CheckpointKey); err != nil {
 		return nil, fmt.Errorf("remove %s from %s: %w", format.CheckpointKey, c.dst, err)
+	}
+	// Its copy went with the checkpoint: the image is complete.
+	if err := c.dropResumeKey(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -19,6 +19,8 @@ type chunkJob struct {
 	blocks []format.BlockDigest
 	ec     format.EncodedChunk
 	done   chan struct{} // receives once the worker has processed the job (reused: no allocation per chunk)
+	// hasher is the image's (its pipeline's): hashChunk hashes with it.
+	hasher *format.Hasher
 }
 
 // chunkPipeline reads chunks first … last−1 of a source, in order, once;
@@ -36,6 +38,10 @@ type chunkPipeline struct {
 	first, last uint64
 	shape       pipelineShape
 	compress    bool // jobs need an output buffer
+	// hasher hashes the chunks of a pipeline that compares (hashChunk):
+	// the image's, so that an encrypted image's keyed digests compare;
+	// nil means format.PlainHasher.
+	hasher *format.Hasher
 
 	process func(*chunkJob)       // on a worker goroutine
 	sink    func(*chunkJob) error // on one goroutine, in chunk order
@@ -46,8 +52,12 @@ type chunkPipeline struct {
 func (p *chunkPipeline) run(ctx context.Context) error {
 	free := make(chan *chunkJob, p.shape.jobs)
 	nblocks := format.NumBlocks(p.chunkSize)
+	hasher := p.hasher
+	if hasher == nil {
+		hasher = format.PlainHasher()
+	}
 	for range p.shape.jobs {
-		j := &chunkJob{raw: make([]byte, p.chunkSize), blocks: make([]format.BlockDigest, nblocks), done: make(chan struct{}, 1)}
+		j := &chunkJob{raw: make([]byte, p.chunkSize), blocks: make([]format.BlockDigest, nblocks), done: make(chan struct{}, 1), hasher: hasher}
 		if p.compress {
 			// Room for zstd's worst case, so it is never regrown.
 			j.out = make([]byte, 0, p.chunkSize+p.chunkSize/64+4096)
@@ -132,16 +142,23 @@ func (p *chunkPipeline) drain(ctx context.Context, ordered <-chan *chunkJob, fre
 
 // hashChunk is the work of a pipeline that compares: the chunk's hash
 // into j.ec.Hash and its block digests into j.blocks (computed in the same
-// pass; a chunk of zeros without hashing it), for the pipelines that
-// locate changes to the block.
+// pass), with the pipeline's hasher, for the pipelines that locate changes
+// to the block. A chunk of zeros gets what a chunk table records for one
+// (the hasher's ZeroTableHash, so it compares with a zero chunk's entry in
+// a plain and an encrypted image alike), and j.ec.Zero; its plain block
+// digests cost no hashing.
 func hashChunk(j *chunkJob) {
 	blocks := j.blocks[:format.NumBlocks(len(j.raw))]
 	if format.IsZero(j.raw) {
-		j.ec.Hash = format.ZeroChunkHash(len(j.raw))
-		zeroDigests(j.raw, blocks)
+		j.ec.Zero, j.ec.Hash = true, j.hasher.ZeroTableHash(len(j.raw))
+		if j.hasher.Keyed() {
+			j.hasher.Zero(j.index, len(j.raw), blocks) // bound to the place: hashed
+		} else {
+			zeroDigests(j.raw, blocks)
+		}
 		return
 	}
-	j.ec.Hash = format.ChunkHash(j.raw, blocks)
+	j.ec.Hash = j.hasher.Chunk(j.index, j.raw, blocks)
 }
 
 // MaxWorkers bounds --workers: more hash/compress workers than this only

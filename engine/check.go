@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"filippo.io/age"
+
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/sign"
@@ -26,6 +28,23 @@ type CheckOptions struct {
 	// Trust, if set, refuses (exit 3) an image whose manifest is not
 	// signed by one of its keys, before any chunk is read or repaired.
 	Trust *sign.Trust
+	// Identities, if given, open an encrypted image (spec §11): every
+	// chunk is then decrypted and checked against its keyed chunk hash,
+	// as for a plaintext image; they must open it (else ErrBadInput).
+	// Without them an encrypted image is checked for transport
+	// integrity only (every stored byte against its stored digest), and
+	// repaired the same way: repair needs no key.
+	Identities []age.Identity
+	// Deep asks for every chunk to be opened and checked against its
+	// chunk hash (what a check of a plaintext or unlocked image does):
+	// an encrypted image without Identities is then refused (ErrBadInput)
+	// instead of being checked for transport integrity only.
+	Deep bool
+	// Transport checks the stored bytes only, on any image (every frame
+	// against its stored digest, every structure and parity row),
+	// opening no chunk: what a check of an encrypted image without
+	// Identities does without being asked. Not with Deep.
+	Transport bool
 }
 
 // CheckResult is the outcome of [CheckImage].
@@ -61,6 +80,17 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 	if err != nil {
 		return nil, err
 	}
+	// The fallback shares im's manifest (openFallback), and so its key.
+	if opts.Deep && opts.Transport {
+		return nil, fmt.Errorf("%w: --deep opens every chunk and --transport none: give one of them", ErrBadInput)
+	}
+	use := keyIfGiven
+	if opts.Deep {
+		use = keyRequired
+	}
+	if err := unlock(im, opts.Identities, use); err != nil {
+		return nil, err
+	}
 	m := im.Manifest()
 	if opts.Repair {
 		// Held from the first check on: what the repair rewrites is
@@ -74,7 +104,8 @@ func CheckImage(ctx context.Context, st store.Store, opts CheckOptions) (*CheckR
 	res := &CheckResult{Manifest: m, Signer: signer}
 	check := func() (*verify.Report, error) {
 		meter := NewMeter(m.Header.Size, opts.Progress)
-		return verify.CheckImage(ctx, im, verify.CheckOptions{ScanOptions: verify.ScanOptions{Workers: opts.Workers, OnProgress: meter.Add}})
+		return verify.CheckImage(ctx, im, verify.CheckOptions{ScanOptions: verify.ScanOptions{Workers: opts.Workers, OnProgress: meter.Add,
+			Transport: opts.Transport, Deep: opts.Deep}})
 	}
 	if res.Before, err = check(); err != nil {
 		return res, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"sync"
 
+	"filippo.io/age"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/seedship/seedship/format"
@@ -24,6 +25,12 @@ type CopyOptions struct {
 	// manifest is not signed by one of its keys. With or without it, an
 	// intact signature of the source is copied beside every manifest.
 	Trust *sign.Trust
+	// Identities, if given, open an encrypted image (spec §11), so that
+	// every chunk is decrypted and checked against its keyed chunk hash
+	// as it streams; they must open it (else ErrBadInput, nothing
+	// written). Without them an encrypted image is copied by its stored
+	// bytes, each frame checked against its stored digest: no key needed.
+	Identities []age.Identity
 }
 
 // CopyResult describes a finished copy.
@@ -70,11 +77,14 @@ func Copy(ctx context.Context, src, dst store.Store, opts CopyOptions) (*CopyRes
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lockImage(ctx, dst, "copy")
+	if err := unlock(im, opts.Identities, keyIfGiven); err != nil {
+		return nil, err
+	}
+	unlockDst, err := lockImage(ctx, dst, "copy")
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer unlockDst()
 	if err := sameImageOrNone(ctx, dst, m); err != nil {
 		return nil, err
 	}

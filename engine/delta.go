@@ -120,11 +120,17 @@ func Delta(ctx context.Context, base store.Store, src *Source, dst store.Store, 
 		return nil, fmt.Errorf("base: %w", err)
 	}
 	bm := bim.Manifest()
+	if bm.Encrypted() {
+		return nil, fmt.Errorf("%w: base %s is encrypted: this seedship makes deltas of plaintext images only; capture a full encrypted image of %s instead", ErrBadInput, base, src.Path)
+	}
 	var chain []*seed.Image
 	for _, st := range opts.Chain {
 		im, err := openImage(ctx, st)
 		if err != nil {
 			return nil, fmt.Errorf("chain image: %w", err)
+		}
+		if im.Encrypted() {
+			return nil, fmt.Errorf("%w: chain image %s is encrypted: this seedship makes deltas of plaintext images only", ErrBadInput, st)
 		}
 		chain = append(chain, im)
 	}
@@ -446,7 +452,9 @@ func (d *deltaRun) read(ctx context.Context, unit int, ib *imageBlocks, free <-c
 }
 
 // compare hashes the blocks of j's unit, compares each delta chunk's
-// blocks with the base's and encodes the chunks that changed.
+// blocks with the base's and encodes the chunks that changed. A delta is
+// a plaintext image of a plaintext base (Delta refuses an encrypted
+// one), so its digests are the plain sha256-tree's.
 func (d *deltaRun) compare(j *deltaJob, codec *format.ChunkCodec) {
 	cs := d.opts.ChunkSize
 	j.chunks = j.chunks[:0]
@@ -471,7 +479,7 @@ func (d *deltaRun) compare(j *deltaJob, codec *format.ChunkCodec) {
 		if c.changed > 0 {
 			// Payloads of a unit's changed chunks lie one after another
 			// in j.out, which has room for the unit's worst case.
-			c.ec = codec.Encode(data, j.out[len(j.out):], blocks)
+			c.ec = codec.EncodeAt(c.index, data, j.out[len(j.out):], blocks)
 			if !c.ec.Zero && c.ec.Codec != format.CodecRaw {
 				j.out = j.out[:len(j.out)+len(c.ec.Payload)]
 			}

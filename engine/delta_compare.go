@@ -48,6 +48,12 @@ type imageBlocks struct {
 	ahead    chan indexFetch
 	aheadSeg uint32
 	zero     format.BlockDigest // digest of a full zero block
+	// keyed is the hasher of an encrypted image (nil for a plaintext
+	// one): its zero chunks' block digests are bound to their place, so
+	// they are computed, one chunk at a time (zeroChunk, zeroBlocks).
+	keyed      *format.Hasher
+	zeroChunk  uint64
+	zeroBlocks []format.BlockDigest
 }
 
 // indexFetch is the outcome of fetching one segment's index ahead.
@@ -63,6 +69,13 @@ type indexFetch struct {
 func newImageBlocks(im *seed.Image, chain ...*seed.Image) (*imageBlocks, error) {
 	m := im.Manifest()
 	ib := &imageBlocks{im: im, m: m, size: m.Header.Size, zero: zeroBlock}
+	if m.Encrypted() {
+		h, err := imageHasher(im)
+		if err != nil {
+			return nil, err
+		}
+		ib.keyed = h
+	}
 	if !m.Header.RequiresFeature(format.FeatureDelta) {
 		if len(chain) > 0 {
 			return nil, fmt.Errorf("%w: %s is a full image: it needs no chain of base images (%s given)", ErrBadInput, im, chain[0])
@@ -106,6 +119,10 @@ func (ib *imageBlocks) blocks(ctx context.Context, first, n int64, dst []format.
 		c := ib.m.Chunks[i]
 		switch c.Kind {
 		case format.KindZero:
+			if ib.keyed != nil {
+				dst = append(dst, ib.keyedZero(i)[k-int64(i)*per])
+				continue
+			}
 			off := k * blockSize
 			if l := min(blockSize, ib.size-off); l < blockSize {
 				dst = append(dst, blockDigest(make([]byte, l)))
@@ -135,6 +152,22 @@ func (ib *imageBlocks) blocks(ctx context.Context, first, n int64, dst []format.
 		}
 	}
 	return dst, nil
+}
+
+// keyedZero returns the keyed block digests of zero chunk i of an
+// encrypted image, computed once for consecutive lookups in the chunk.
+func (ib *imageBlocks) keyedZero(i uint64) []format.BlockDigest {
+	if ib.zeroBlocks == nil || ib.zeroChunk != i {
+		_, n := ib.m.ChunkRange(i)
+		nb := format.NumBlocks(int(n))
+		if cap(ib.zeroBlocks) < nb {
+			ib.zeroBlocks = make([]format.BlockDigest, nb)
+		}
+		ib.zeroBlocks = ib.zeroBlocks[:nb]
+		ib.keyed.Zero(i, int(n), ib.zeroBlocks)
+		ib.zeroChunk = i
+	}
+	return ib.zeroBlocks
 }
 
 // entry returns the index entry of stored chunk i in data segment s,

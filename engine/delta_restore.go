@@ -46,6 +46,9 @@ var ErrNotBaseState = errors.New("target is not in the delta's base state")
 func restoreDelta(ctx context.Context, im *seed.Image, img store.Store, target string, opts RestoreOptions, start time.Time) (*RestoreResult, error) {
 	m := im.Manifest()
 	b := m.Header.Base
+	if m.Encrypted() {
+		return nil, fmt.Errorf("%w: delta %s is encrypted: this seedship applies plaintext deltas only (it makes no encrypted ones)", ErrBadInput, img)
+	}
 	if b.DigestsSHA256 == "" {
 		return nil, fmt.Errorf("%w: delta %s has no base-digest table (base.digests_sha256), so the target cannot be checked against its base: compute the delta again with this seedship", ErrBadInput, img)
 	}
@@ -234,7 +237,7 @@ func checkChunkOnTarget(m *format.Manifest, geo format.BaseDigestsHeader, t *res
 	if err := readTarget(t, data, off); err != nil {
 		return 0, err
 	}
-	h := format.ChunkHash(data, blocks)
+	h := m.Hasher().Chunk(c.chunk, data, blocks)
 	nb := format.NumBlocks(len(data))
 	allDelta := true
 	for k := range nb {
@@ -314,7 +317,7 @@ func verifyWritten(ctx context.Context, m *format.Manifest, t *restoreTarget, ch
 				if err := readTarget(t, data, off); err != nil {
 					return Resumable(err)
 				}
-				if format.ChunkHash(data, nil) != m.Chunks[i].Hash {
+				if m.Hasher().Chunk(i, data, nil) != m.Chunks[i].Hash {
 					return fmt.Errorf("%w: %s does not read back what was written at bytes %d-%d (chunk %d of the delta): the device may be failing; check it, then apply the delta again",
 						ErrIntegrity, t.path, off, off+length-1, i)
 				}

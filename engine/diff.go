@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 
+	"filippo.io/age"
+
 	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/store"
@@ -22,6 +24,11 @@ type DiffOptions struct {
 	// also across chunks, are one range), so that a caller can print a
 	// long list without holding it. An error from it ends the diff.
 	OnRange func(DiffRange) error
+	// Identities open an encrypted image (spec §11): its chunk hashes
+	// and block digests are keyed, so the device's blocks can be
+	// compared with them only under its key. An encrypted image none of
+	// them opens is refused (ErrBadInput).
+	Identities []age.Identity
 }
 
 // DiffRange is one changed range of a device.
@@ -86,7 +93,7 @@ func (r *DiffResult) Extra() ByteRange {
 // device is ErrBadInput, a damaged image ErrIntegrity). Diff writes
 // nothing and takes no lock.
 func Diff(ctx context.Context, img store.Store, path string, opts DiffOptions) (*DiffResult, error) {
-	im, err := openImage(ctx, img)
+	im, _, err := openKeyed(ctx, img, nil, opts.Identities, keyRequired)
 	if err != nil {
 		return nil, err
 	}

@@ -72,6 +72,10 @@ type compareOptions struct {
 // as verify --device) and the two segment indexes imageBlocks holds. A
 // damaged index is an error wrapping ErrIntegrity.
 func compareSource(ctx context.Context, im *seed.Image, src io.ReaderAt, name string, size int64, opts compareOptions) error {
+	hasher, err := imageHasher(im)
+	if err != nil {
+		return err
+	}
 	ib, err := newImageBlocks(im)
 	if err != nil {
 		return err
@@ -86,7 +90,7 @@ func compareSource(ctx context.Context, im *seed.Image, src io.ReaderAt, name st
 	}
 	p := &chunkPipeline{src: src, name: name, size: common, chunkSize: chunk,
 		last: uint64((common + int64(chunk) - 1) / int64(chunk)), shape: shapeFor(chunk, min(workers, MaxWorkers), false, seed.ReadMemory),
-		process: hashChunk}
+		process: hashChunk, hasher: hasher}
 	var want []format.BlockDigest
 	p.sink = func(j *chunkJob) error {
 		off, imgLen := m.ChunkRange(j.index)

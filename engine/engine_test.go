@@ -610,8 +610,8 @@ func TestOpenImageAndCheckSegments(t *testing.T) {
 		{"bit flip", func(b []byte) []byte { b[len(b)/2] ^= 0x10; return b }, engine.ErrIntegrity},
 		{"truncated", func(b []byte) []byte { return b[:len(b)-17] }, engine.ErrIntegrity},
 		{"empty", func(b []byte) []byte { return b[:0] }, engine.ErrIntegrity},
-		{"version 1", func(b []byte) []byte { b[8], b[9] = 1, 0; return b }, engine.ErrBadInput},
 		{"version 2", func(b []byte) []byte { b[8], b[9] = 2, 0; return b }, engine.ErrBadInput},
+		{"version 4", func(b []byte) []byte { b[8], b[9] = 4, 0; return b }, engine.ErrBadInput},
 		{"not a manifest", func(b []byte) []byte {
 			return []byte("just some text file, not an image at all, long enough to pass the size check......")
 		}, engine.ErrBadInput},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seal"
 	"github.com/seedship/seedship/sign"
 	"github.com/seedship/seedship/store"
 )
@@ -68,7 +69,9 @@ func KindOf(err error) Kind {
 		return KindOK
 	case errors.Is(err, context.Canceled):
 		return KindInterrupted
-	case errors.Is(err, ErrBadInput), errors.Is(err, sign.ErrBadKey), errors.Is(err, sign.ErrBadTrust):
+	case errors.Is(err, ErrBadInput), errors.Is(err, sign.ErrBadKey), errors.Is(err, sign.ErrBadTrust),
+		// An encrypted image no identity given opens: nothing was read.
+		errors.Is(err, format.ErrNoKey), errors.Is(err, seal.ErrNoIdentity):
 		return KindBadInput
 	case errors.Is(err, ErrIntegrity), isDamage(err), sign.Refused(err):
 		return KindIntegrity

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seal"
 	"github.com/seedship/seedship/store"
 )
 
@@ -23,6 +24,9 @@ func TestKindOf(t *testing.T) {
 		{"locked is bad input once the engine says so", fmt.Errorf("%w: %w", ErrBadInput, store.ErrLocked), KindBadInput},
 		{"integrity", fmt.Errorf("%w: 3 chunks", ErrIntegrity), KindIntegrity},
 		{"format damage", fmt.Errorf("segment: %w", format.ErrChecksum), KindIntegrity},
+		{"no key opens an encrypted image", fmt.Errorf("image: %w", format.ErrNoKey), KindBadInput},
+		{"no identity given opens it", fmt.Errorf("image: %w", seal.ErrNoIdentity), KindBadInput},
+		{"a sealed chunk fails authentication", fmt.Errorf("chunk 3: %w: %w", format.ErrChecksum, seal.ErrAuthentication), KindIntegrity},
 		{"full disk", fmt.Errorf("put data/00000001.seg: %w", store.ErrNoSpace), KindResumable},
 		{"marked resumable", Resumable(errors.New("connection reset")), KindResumable},
 		{"plain runtime", errors.New("connection reset"), KindRuntime},

@@ -20,5 +20,10 @@ func openFallback(ctx context.Context, fb store.Store, im *seed.Image) (*seed.Im
 		return nil, fmt.Errorf("%w: fallback %s holds another image (manifest %x, want %x): give a copy of the same image",
 			ErrBadInput, fb, got[:8], want[:8])
 	}
+	if im.Encrypted() {
+		// The same manifest bytes: the fallback shares im's manifest,
+		// and so its key once im is unlocked (seed.Image.Unlock).
+		return im.In(fb), nil
+	}
 	return fim, nil
 }

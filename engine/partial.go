@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/seedship/seedship/device"
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
@@ -39,6 +41,10 @@ type PartialOptions struct {
 	// Trust, if set, refuses (exit 3, nothing written) an image whose
 	// manifest is not signed by one of its keys.
 	Trust *sign.Trust
+	// Identities open an encrypted image (spec §11), as for [Restore]:
+	// an encrypted image none of them opens is refused (ErrBadInput)
+	// before anything is written.
+	Identities []age.Identity
 	// Stage, if set, is a local directory store where each run keeps
 	// copies of the shards of stripes the target does not hold whole
 	// yet, and reads them with the volume: a lost volume's segments are
@@ -126,16 +132,13 @@ func DefaultPartialState(target string) (string, error) {
 // is damaged, a delta or digest-only image.
 func RestorePartial(ctx context.Context, img store.Store, target string, opts PartialOptions) (*PartialResult, error) {
 	start := time.Now()
-	im, err := openImage(ctx, img)
+	// Each run checks the signature of the manifest of the volume it is
+	// given, as restore does: the state binds the runs to one manifest.
+	im, _, err := openKeyed(ctx, img, opts.Trust, opts.Identities, keyRequired)
 	if err != nil {
 		return nil, err
 	}
 	m := im.Manifest()
-	// Each run checks the signature of the manifest of the volume it is
-	// given, as restore does: the state binds the runs to one manifest.
-	if _, err := checkSigned(ctx, im, opts.Trust); err != nil {
-		return nil, err
-	}
 	switch {
 	case m.Header.RequiresFeature(format.FeatureDigestOnly):
 		return nil, fmt.Errorf("%w: %s", ErrBadInput, digestOnlyRefusal("restore", img.String()))
@@ -203,9 +206,16 @@ func RestorePartial(ctx context.Context, img store.Store, target string, opts Pa
 		if res.StagedFiles, res.StagedBytes, err = stageShards(ctx, m, img, opts.Stage, prior); err != nil {
 			return res, Resumable(err)
 		}
-		if im, err = openImage(ctx, &stagedStore{vol: img, stage: opts.Stage}); err != nil {
+		staged, err := openImage(ctx, &stagedStore{vol: img, stage: opts.Stage})
+		if err != nil {
 			return res, err
 		}
+		if m.Encrypted() {
+			// The same manifest bytes: read through the stage with the
+			// manifest unlocked above rather than unwrap the key again.
+			staged = im.In(staged.Store())
+		}
+		im = staged
 	}
 	plan := newPlan(m, false)
 	notHere, err := planPartial(ctx, plan, im, prior)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"filippo.io/age"
+
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/sign"
@@ -31,6 +33,11 @@ type RestoreOptions struct {
 	// Trust, if set, refuses (exit 3, nothing written) an image whose
 	// manifest is not signed by one of its keys, before any chunk is read.
 	Trust *sign.Trust
+	// Identities open an encrypted image (spec §11): age identities of
+	// one of its recipients, or its passphrase (seal.PassphraseIdentity).
+	// An encrypted image none of them opens is refused (ErrBadInput)
+	// before anything is written. The fallback opens with them too.
+	Identities []age.Identity
 	// Resume continues an interrupted restore: the target is compared
 	// with the image first (locally, by hash), and only the chunks that
 	// differ are fetched (their frames alone, by ranged reads, unless
@@ -124,11 +131,7 @@ func CheckSegments(ctx context.Context, st store.Store, m *format.Manifest) []er
 // data and is refused (ErrBadInput) before anything is opened.
 func Restore(ctx context.Context, img store.Store, target string, opts RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
-	im, err := openImage(ctx, img)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := checkSigned(ctx, im, opts.Trust)
+	im, signer, err := openKeyed(ctx, img, opts.Trust, opts.Identities, keyRequired)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +327,7 @@ func chunksThatDiffer(ctx context.Context, m *format.Manifest, t *restoreTarget,
 	differ := newChunkSet(len(m.Chunks))
 	p := &chunkPipeline{
 		src: t.f, name: t.path, target: true, size: m.Header.Size, chunkSize: m.Header.ChunkSize,
-		first: 0, last: uint64(len(m.Chunks)),
+		first: 0, last: uint64(len(m.Chunks)), hasher: m.Hasher(),
 		shape:   shapeFor(m.Header.ChunkSize, min(workers, MaxWorkers), false, memoryBudget/2),
 		process: hashChunk,
 		sink: func(j *chunkJob) error {

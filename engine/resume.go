@@ -201,11 +201,14 @@ func (c *capture) removeStrays(ctx context.Context) error {
 // ones it was sealed with, each segment's chunks in increasing order, each
 // group's chunks before the next group's, and its chunk count must be the
 // one they end at, or past it only by zero chunks (which proveSource
-// re-reads). Errors wrap ErrBadInput.
+// re-reads). A continued capture (one bay at the source) takes the
+// segments its continuation records, on drives no longer attached, from
+// it and reads only those stored since; the digest then covers both.
+// Errors wrap ErrBadInput.
 func (c *capture) storedState(ctx context.Context) (format.ResumeState, error) {
 	var rs format.ResumeState
 	ck := c.ck
-	zeros := zeroHashes{chunkSize: ck.ChunkSize, size: ck.Source.Size}
+	zeros := zeroHashes{chunkSize: ck.ChunkSize, size: ck.Source.Size, hasher: c.hasher()}
 	width := uint32(max(ck.Width, 1))
 	if ck.Parity != nil {
 		width = uint32(ck.Parity.K)
@@ -222,7 +225,16 @@ func (c *capture) storedState(ctx context.Context) (format.ResumeState, error) {
 	}
 	var stored []storedChunk
 	var groupEnd, groupMax uint64 // one past the highest chunk of the groups before this one, and of this one so far
-	for n := range ck.Segments {
+	// A continued capture adopts the segments its continuation state
+	// records (on drives no longer attached) and reads only the rest.
+	first := uint32(0)
+	if c.cont != nil {
+		first = c.cont.ck.Segments
+		rs.Segments = slices.Clone(c.cont.State.Segments)
+		rs.Chunks = slices.Clone(c.cont.State.Chunks)
+		groupEnd, groupMax = uint64(len(rs.Chunks)), uint64(len(rs.Chunks))
+	}
+	for n := first; n < ck.Segments; n++ {
 		if err := ctx.Err(); err != nil {
 			return rs, err
 		}
@@ -272,9 +284,12 @@ func (c *capture) storedState(ctx context.Context) (format.ResumeState, error) {
 		return rs, fmt.Errorf("%w: %s counts %d chunks but the stored segments end at chunk %d: capture again into an empty destination",
 			ErrBadInput, CheckpointKey, ck.Chunks, len(rs.Chunks))
 	}
-	parity, err := c.readParity(ctx)
+	parity, err := c.readParity(ctx, first)
 	if err != nil {
 		return rs, err
+	}
+	if c.cont != nil {
+		parity = append(slices.Clone(c.cont.State.Parity), parity...)
 	}
 	rs.Parity = parity
 	if format.StoredDigest(rs.Segments, rs.Parity) != ck.Stored {
@@ -308,14 +323,15 @@ func (c *capture) readDataIndex(ctx context.Context, n uint32) (format.SegmentSu
 func stripesOf(d uint32, k int) uint32 { return (d + uint32(k) - 1) / uint32(k) }
 
 // readParity reads the summaries of the parity segments of the stripes
-// of the stored data segments.
-func (c *capture) readParity(ctx context.Context) ([]format.SegmentSummary, error) {
+// of the stored data segments from data segment first on (a whole
+// stripe: checkpoints fall on stripe boundaries).
+func (c *capture) readParity(ctx context.Context, first uint32) ([]format.SegmentSummary, error) {
 	g := c.ck.Parity
 	if g == nil {
 		return nil, nil
 	}
 	var out []format.SegmentSummary
-	for s := range stripesOf(c.ck.Segments, g.K) {
+	for s := stripesOf(first, g.K); s < stripesOf(c.ck.Segments, g.K); s++ {
 		for j := range g.M {
 			n := g.ParityNumber(s, j)
 			key := format.ParityID(n).Key()
@@ -338,6 +354,7 @@ func (c *capture) readParity(ctx context.Context) ([]format.SegmentSummary, erro
 type zeroHashes struct {
 	chunkSize int
 	size      int64
+	hasher    *format.Hasher // the image's: an encrypted image's table records 32 zero bytes (ZeroTableHash)
 	last      format.Hash
 	lastLen   int64
 }
@@ -351,7 +368,7 @@ func (z *zeroHashes) fill(chunks []format.ChunkEntry, upto uint64) []format.Chun
 	for i := uint64(len(chunks)); i < upto; i++ {
 		n := min(int64(z.chunkSize), z.size-int64(i)*int64(z.chunkSize))
 		if n != z.lastLen {
-			z.last, z.lastLen = format.ZeroChunkHash(int(n)), n
+			z.last, z.lastLen = z.hasher.ZeroTableHash(int(n)), n
 		}
 		chunks = append(chunks, format.ChunkEntry{Hash: z.last, Kind: format.KindZero})
 	}
@@ -374,6 +391,7 @@ func (c *capture) proveSource(ctx context.Context, chunks []format.ChunkEntry) e
 		// collected, when the capture's own are allocated.
 		shape:   shapeFor(c.opts.ChunkSize, c.opts.Workers, false, captureMemory/2),
 		process: hashChunk,
+		hasher:  c.hasher(), // keyed for an encrypted capture
 		sink: func(j *chunkJob) error {
 			if j.ec.Hash != chunks[j.index].Hash {
 				off := int64(j.index) * int64(c.opts.ChunkSize)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"filippo.io/age"
+
 	"github.com/seedship/seedship/format"
 	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/sign"
@@ -59,6 +61,41 @@ func Signature(ctx context.Context, st store.Store, trust *sign.Trust) (*sign.Si
 // a store that serves a signed manifest to the check and another one
 // afterwards gains nothing.
 func OpenImageSigned(ctx context.Context, st store.Store, trust *sign.Trust) (*format.Manifest, *sign.Signatory, error) {
+	im, who, err := openImageSigned(ctx, st, trust)
+	if err != nil {
+		return nil, nil, err
+	}
+	return im.Manifest(), who, nil
+}
+
+// OpenImageKeyed is OpenImageSigned that also opens an encrypted image
+// (spec §11) with ids, after its signature is checked: its manifest is
+// then unsealed (the sealed header fields, such as sha256 and the
+// source's identity, filled in, and Manifest.Hasher keyed), so that a
+// device can be compared with it (verify --device) or its sealed fields
+// shown (info). Without ids an encrypted image's manifest is returned
+// sealed, unless needKey: then it is refused (ErrBadInput). Identities
+// that open none of its wrapped keys are bad input either way; a
+// manifest whose MAC fails under the key is an integrity failure. A
+// plaintext image ignores ids.
+func OpenImageKeyed(ctx context.Context, st store.Store, trust *sign.Trust, ids []age.Identity, needKey bool) (*format.Manifest, *sign.Signatory, error) {
+	im, who, err := openImageSigned(ctx, st, trust)
+	if err != nil {
+		return nil, nil, err
+	}
+	use := keyIfGiven
+	if needKey {
+		use = keyRequired
+	}
+	if err := unlock(im, ids, use); err != nil {
+		return nil, nil, err
+	}
+	return im.Manifest(), who, nil
+}
+
+// openImageSigned opens the image in st and checks its signature against
+// trust, or, without one, names the key of its first intact signature.
+func openImageSigned(ctx context.Context, st store.Store, trust *sign.Trust) (*seed.Image, *sign.Signatory, error) {
 	im, err := openImage(ctx, st)
 	if err != nil {
 		return nil, nil, err
@@ -68,14 +105,14 @@ func OpenImageSigned(ctx context.Context, st store.Store, trust *sign.Trust) (*f
 		if err != nil {
 			return nil, nil, err
 		}
-		return im.Manifest(), who, nil
+		return im, who, nil
 	}
 	who, err := sign.InspectStored(ctx, st, manifestKeys(im), im.ManifestBytes())
 	if errors.Is(err, sign.ErrUnsigned) {
-		return im.Manifest(), nil, nil
+		return im, nil, nil
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	return im.Manifest(), who, nil
+	return im, who, nil
 }

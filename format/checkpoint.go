@@ -58,6 +58,12 @@ type Checkpoint struct {
 	// MarshalSealed: SHA256State and Source but for its kind and size
 	// are sealed.
 	WrappedKeys []string
+	// Recipients and Passphrase record, for an encrypted capture, whom
+	// the image is for (the manifest's informative encryption.recipients
+	// and encryption.passphrase), so that a resumed capture's manifest
+	// says it too. Covered by the checkpoint's seal.
+	Recipients []string
+	Passphrase bool
 
 	sealed []byte     // parsed, not yet unsealed: the sealed object
 	keys   *seal.Keys // after Unseal
@@ -82,6 +88,8 @@ type checkpointJSON struct {
 	SHA256State  []byte    `json:"sha256_state,omitempty"`
 	Stored       string    `json:"stored_sha256"`
 	WrappedKeys  []string  `json:"wrapped_keys,omitempty"`
+	Recipients   []string  `json:"recipients,omitempty"`
+	Passphrase   bool      `json:"passphrase,omitempty"`
 	Sealed       []byte    `json:"sealed,omitempty"`
 	Seal         string    `json:"seal"`
 }
@@ -238,7 +246,7 @@ func (c *Checkpoint) marshal(src Source, state, sealed []byte) ([]byte, error) {
 		Format: "seedship-checkpoint", Version: checkpointVersion, ImageFormat: formatVersion, ImageID: hex.EncodeToString(c.ImageID[:]),
 		Source: src, ChunkSize: c.ChunkSize, Level: c.Level, SegmentSize: c.SegmentSize, Parity: c.Parity,
 		Width: c.Width, DigestOnly: c.DigestOnly, CaptureStart: c.CaptureStart, Segments: c.Segments, Chunks: c.Chunks, SHA256State: state,
-		Stored: hex.EncodeToString(c.Stored[:]), WrappedKeys: c.WrappedKeys, Sealed: sealed,
+		Stored: hex.EncodeToString(c.Stored[:]), WrappedKeys: c.WrappedKeys, Recipients: c.Recipients, Passphrase: c.Passphrase, Sealed: sealed,
 	}
 	seal, err := checkpointSeal(c.ImageID, j)
 	if err != nil {
@@ -272,7 +280,7 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 	}
 	c := &Checkpoint{Source: j.Source, ChunkSize: j.ChunkSize, Level: j.Level, SegmentSize: j.SegmentSize,
 		Parity: j.Parity, Width: j.Width, DigestOnly: j.DigestOnly, CaptureStart: j.CaptureStart, Segments: j.Segments, Chunks: j.Chunks, SHA256State: j.SHA256State,
-		WrappedKeys: j.WrappedKeys, sealed: j.Sealed}
+		WrappedKeys: j.WrappedKeys, Recipients: j.Recipients, Passphrase: j.Passphrase, sealed: j.Sealed}
 	if err := decodeHex(c.ImageID[:], j.ImageID); err != nil {
 		return nil, corruptf("checkpoint image id: %v", err)
 	}
@@ -328,6 +336,8 @@ func (c *Checkpoint) validate() error {
 		return corruptf("checkpoint segment size %d", c.SegmentSize)
 	case c.Source.Size < 0:
 		return corruptf("checkpoint source size %d", c.Source.Size)
+	case !c.Encrypted() && (len(c.Recipients) != 0 || c.Passphrase):
+		return corruptf("a plaintext checkpoint names recipients")
 	case c.Segments > maxSegmentNumber:
 		return corruptf("checkpoint counts %d segments", c.Segments)
 	case c.Width < 0 || c.Width > MaxGroupWidth || c.Width > 1 && c.Parity != nil:

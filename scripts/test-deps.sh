@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine with Go:
 # e2fsprogs (mkfs.ext4 -d, e2fsck), util-linux (losetup), zstd and openssl
-# (benchmark peers), ssh-keygen from openssh-client (signature interop), rclone (a second S3 client for interop tests), the
+# (benchmark peers), ssh-keygen from openssh-client (signature interop),
+# age-keygen and age from age (keys for encrypted seeds, and unwrapping their
+# keys independently), rclone (a second S3 client for interop tests), the
 # versitygw S3 server (tests start it themselves on 127.0.0.1), and
 # golangci-lint (make lint).
 # Idempotent: it installs only what is missing, so it is fast when all is there.
@@ -32,7 +34,7 @@ golangci-lint) install_golangci_lint; exit 0 ;;
 esac
 
 need=()
-for pair in mkfs.ext4:e2fsprogs e2fsck:e2fsprogs losetup:mount cmp:diffutils zstd:zstd openssl:openssl ssh-keygen:openssh-client rclone:rclone; do
+for pair in mkfs.ext4:e2fsprogs e2fsck:e2fsprogs losetup:mount cmp:diffutils zstd:zstd openssl:openssl ssh-keygen:openssh-client age-keygen:age rclone:rclone; do
 	cmd=${pair%%:*} pkg=${pair#*:}
 	command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin:/sbin command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done

@@ -540,7 +540,7 @@ func (r *reader) finish(ctx context.Context, sc *format.SegmentScanner, id forma
 	}
 	if crc != nil {
 		if bad := crc.finish(); len(bad) > 0 {
-			return r.damage(damageOf(id.Key(), segmentErr(id, bad, fmt.Errorf("%w: %d row(s) fail their parity CRC-32C though every chunk decodes: %v", format.ErrCorrupt, len(bad), bad))))
+			return r.damage(damageOf(id.Key(), segmentErr(id, bad, fmt.Errorf("%w: %d row(s) fail their parity CRC-32C though every chunk %s: %v", format.ErrCorrupt, len(bad), r.checkedAs(), bad))))
 		}
 	}
 	return nil
@@ -588,3 +588,12 @@ func (c *rowCRC) finish() []int {
 type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// checkedAs says how the chunks were found sound, for messages: decoded
+// (a deep read) or matching their stored digests (a transport read).
+func (r *reader) checkedAs() string {
+	if r.stats.Transport {
+		return "matches its stored digest"
+	}
+	return "decodes"
+}

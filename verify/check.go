@@ -30,7 +30,24 @@ type ScanOptions struct {
 	StopOnDamage bool
 	// Segments restricts the scan to these data segments (nil: all).
 	Segments []uint32
+	// Transport checks stored bytes only, on any image: every frame
+	// against its stored digest, with every structure, parity row and
+	// manifest copy, opening no chunk (seed.ReadOptions.Transport). It
+	// is what a check of an encrypted image that was not unlocked does
+	// without being asked. Report.Depth says which check was made.
+	Transport bool
+	// Deep requires every chunk to be opened and checked against its
+	// chunk hash and block digests (what a check of a plain or unlocked
+	// image does without being asked): on an encrypted image that was
+	// not unlocked the check then fails at once, before reading anything,
+	// with an error wrapping format.ErrNoKey instead of checking
+	// transport integrity only.
+	Deep bool
 }
+
+// ErrDepth means a check was asked to be both a transport check and a
+// deep one.
+var ErrDepth = errors.New("verify: a check is either transport-only or deep, not both")
 
 // CheckOptions tunes [Check].
 type CheckOptions struct {
@@ -42,20 +59,42 @@ type CheckOptions struct {
 // the returned Report. The error is for failures that stop the scan; with
 // StopOnDamage, damage stops it with an error wrapping ErrDamaged.
 func Scan(ctx context.Context, st store.Store, m *format.Manifest, opts ScanOptions) (*Report, error) {
+	im := seed.New(st, m, nil)
+	if err := checkDepth(im, opts); err != nil {
+		return nil, err
+	}
 	rep := &Report{}
-	err := scan(ctx, seed.New(st, m, nil), opts, nil, rep)
+	err := scan(ctx, im, opts, nil, rep)
 	rep.Sort()
 	return rep, err
+}
+
+// checkDepth refuses, before anything is read, a check asked to be both
+// transport-only and deep, and a deep check of an encrypted image that
+// was not unlocked.
+func checkDepth(im *seed.Image, opts ScanOptions) error {
+	switch {
+	case opts.Transport && (opts.Deep || opts.OnChunk != nil):
+		return ErrDepth
+	case im.Locked() && (opts.Deep || opts.OnChunk != nil):
+		return fmt.Errorf("%s is encrypted and a deep check opens every chunk, which needs its key: give an identity that opens it, or check transport integrity only: %w", im, format.ErrNoKey)
+	}
+	return nil
 }
 
 func scan(ctx context.Context, im *seed.Image, opts ScanOptions, parity map[uint32]*format.ParityIndex, rep *Report) error {
 	stats, err := im.Read(ctx, seed.ReadOptions{Workers: opts.Workers, Readers: opts.Readers, Segments: opts.Segments,
 		OnChunk: opts.OnChunk, OnProgress: opts.OnProgress, StopOnDamage: opts.StopOnDamage,
-		OnDamage: rep.addDamage, Parity: parity})
+		OnDamage: rep.addDamage, Parity: parity, Transport: opts.Transport, Deep: opts.Deep})
 	rep.mu.Lock()
 	rep.ChunksOK, rep.ZeroChunks, rep.BytesChecked = stats.ChunksOK, stats.ZeroChunks, stats.BytesChecked
+	rep.StoredChecked, rep.StoredBytes = stats.StoredChecked, stats.StoredBytes
 	rep.Digests = stats.Digests
 	rep.DigestOnly = im.Manifest().Header.RequiresFeature(format.FeatureDigestOnly)
+	rep.Depth = DepthDeep
+	if stats.Transport {
+		rep.Depth = DepthTransport
+	}
 	rep.mu.Unlock()
 	if err != nil && opts.StopOnDamage && format.IsDamage(err) {
 		err = fmt.Errorf("%w: %w", ErrDamaged, err)
@@ -63,11 +102,46 @@ func scan(ctx context.Context, im *seed.Image, opts ScanOptions, parity map[uint
 	return err
 }
 
-// Check examines a whole image: every chunk of every data segment (hash and
-// block digests), every segment's structure, every parity segment and row,
-// the manifest and its copies, and, for each damaged parity stripe,
+// storedDigestsCovered reports whether the stored digest of every stored
+// chunk of the scanned segments was checked: it matched, or the chunk is
+// a finding. A chunk whose segment index was damaged has no stored digest
+// to check it against; in a deep check it is still checked against its
+// chunk hash, but this check did not cover it.
+func (r *Report) storedDigestsCovered(m *format.Manifest, segments []uint32) bool {
+	var want map[uint32]bool
+	if segments != nil {
+		want = map[uint32]bool{}
+		for _, n := range segments {
+			want[n] = true
+		}
+	}
+	bad := map[uint64]bool{}
+	for _, i := range r.BadChunks() {
+		bad[i] = true
+	}
+	var need uint64 // stored chunks that must have had their digest checked
+	for i, c := range m.Chunks {
+		if c.Kind == format.KindStored && (want == nil || want[c.Segment]) && !bad[uint64(i)] {
+			need++
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.StoredChecked >= need
+}
+
+// Check examines a whole image: every stored frame against its stored
+// digest and, in a deep check, every chunk opened and checked (hash and
+// block digests), every segment's structure, every parity segment and
+// row, the manifest and its copies, and, for each damaged parity stripe,
 // whether parity can rebuild it. It reads each segment once, plus the
 // damaged rows of damaged stripes. It writes nothing.
+//
+// The check is deep on a plain image and on an encrypted one that was
+// unlocked (seed.Image.Unlock); it checks transport integrity only (no
+// chunk opened, Report.Depth DepthTransport) on an encrypted image that
+// was not, and on any image with opts.Transport. opts.Deep refuses the
+// transport-only case instead.
 func Check(ctx context.Context, st store.Store, m *format.Manifest, opts CheckOptions) (*Report, error) {
 	return CheckImage(ctx, seed.New(st, m, nil), opts)
 }
@@ -76,6 +150,9 @@ func Check(ctx context.Context, st store.Store, m *format.Manifest, opts CheckOp
 func CheckImage(ctx context.Context, im *seed.Image, opts CheckOptions) (*Report, error) {
 	so := opts.ScanOptions
 	so.StopOnDamage = false
+	if err := checkDepth(im, so); err != nil {
+		return nil, err
+	}
 	rep := &Report{}
 	for _, d := range im.Strays() {
 		rep.ignore(d)
@@ -87,14 +164,22 @@ func CheckImage(ctx context.Context, im *seed.Image, opts CheckOptions) (*Report
 	if err := scan(ctx, im, so, indexes, rep); err != nil {
 		return rep, err
 	}
-	if rep.DigestOnly {
+	switch {
+	case rep.DigestOnly:
 		// No chunk data: every frame header, index entry (chunk hash and
 		// block digests) and footer was checked against the manifest;
 		// the digests themselves are checked against a device by Device.
-		rep.checked(CheckDigestEntries, CheckSegments)
-	} else {
-		rep.checked(CheckChunkHashes, CheckBlockDigests, CheckSegments)
+		rep.checked(CheckDigestEntries)
+	case rep.TransportOnly():
+		// No chunk was opened: their hashes and block digests were not
+		// compared with anything.
+	default:
+		rep.checked(CheckChunkHashes, CheckBlockDigests)
 	}
+	if rep.storedDigestsCovered(im.Manifest(), so.Segments) {
+		rep.checked(CheckStoredDigests)
+	}
+	rep.checked(CheckSegments)
 	if m := im.Manifest(); m.Stripes() > 0 && len(indexes) == m.Stripes() {
 		// Every stripe had an intact parity index, so every row of
 		// every parity and data segment was compared with its CRC.

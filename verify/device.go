@@ -27,6 +27,11 @@ var (
 	// ErrNotDevice means the path given as a device is neither a regular
 	// file nor a block device (a FIFO, a directory, a socket).
 	ErrNotDevice = errors.New("verify: not a device or file")
+	// ErrNeedsKey means a device was to be checked against an encrypted
+	// image whose manifest was not unsealed: its chunk hashes are keyed
+	// and its whole-source SHA-256 sealed, so nothing can be compared
+	// without the key. [Device]'s error wraps it and format.ErrNoKey.
+	ErrNeedsKey = errors.New("verify: a device is compared with an encrypted image's keyed chunk hashes and sealed source SHA-256, which need the image's key")
 )
 
 // DeviceOptions tunes [Device]. Zero values mean the defaults.
@@ -58,7 +63,9 @@ type deviceChunk struct {
 
 // Device checks that the first m.Header.Size bytes of the device or file
 // at path match the image, using only the manifest: every chunk against
-// its chunk hash (zero chunks must read as zeros), in parallel, and,
+// its chunk hash through the image's hasher (keyed in an encrypted
+// image, whose manifest must have been unsealed, else the error wraps
+// ErrNeedsKey; zero chunks must read as zeros), in parallel, and,
 // unless opts.SkipSourceSHA256, the whole-source SHA-256 of those bytes in
 // order against the manifest's sha256. The image's segments are not read.
 // Each mismatching chunk is a finding, and so is a whole-source SHA-256
@@ -66,6 +73,11 @@ type deviceChunk struct {
 // range is compared); a smaller one is an error wrapping
 // ErrDeviceTooSmall. Memory is a chunk buffer per worker, plus two.
 func Device(ctx context.Context, m *format.Manifest, path string, opts DeviceOptions) (*Report, error) {
+	hasher := m.Hasher()
+	if hasher == nil {
+		// Before the device is opened: an encrypted image without its key.
+		return nil, fmt.Errorf("check %s against image %s: %w: %w", path, m.Header.ImageID, ErrNeedsKey, format.ErrNoKey)
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.GOMAXPROCS(0)
 	}
@@ -88,7 +100,7 @@ func Device(ctx context.Context, m *format.Manifest, path string, opts DeviceOpt
 	if size < m.Header.Size {
 		return nil, fmt.Errorf("%w: %s is %d bytes, the image %d", ErrDeviceTooSmall, path, size, m.Header.Size)
 	}
-	d := &deviceCheck{m: m, f: f, path: path, opts: opts, rep: &Report{}}
+	d := &deviceCheck{m: m, hasher: hasher, f: f, path: path, opts: opts, rep: &Report{}}
 	if opts.Store != nil {
 		d.idx = newSegmentIndexes(seed.New(opts.Store, m, nil))
 	}
@@ -111,13 +123,14 @@ func Device(ctx context.Context, m *format.Manifest, path string, opts DeviceOpt
 }
 
 type deviceCheck struct {
-	m    *format.Manifest
-	f    *os.File
-	path string
-	opts DeviceOptions
-	rep  *Report
-	sum  hash.Hash       // nil: no whole-source SHA-256
-	idx  *segmentIndexes // nil: no store, no block digests
+	m      *format.Manifest
+	hasher *format.Hasher // the image's: plain, or keyed (encrypted)
+	f      *os.File
+	path   string
+	opts   DeviceOptions
+	rep    *Report
+	sum    hash.Hash       // nil: no whole-source SHA-256
+	idx    *segmentIndexes // nil: no store, no block digests
 	// indexDamaged: some stored chunk's block digests could not be
 	// compared, so the block digest check did not cover everything.
 	indexDamaged   atomic.Bool
@@ -213,13 +226,13 @@ func (d *deviceCheck) chunk(ctx context.Context, i uint64, buf []byte, digests [
 		}
 	case format.KindStored:
 		digests = digests[:format.NumBlocks(int(length))]
-		h := format.ChunkHash(b, digests)
+		h := d.hasher.Chunk(i, b, digests)
 		var err error
 		if changed, unlocated, err = d.storedChunk(ctx, i, c, h, digests); err != nil {
 			return err
 		}
 	default: // a delta image's base chunk: its hash is all it records
-		if format.ChunkHash(b, nil) != c.Hash {
+		if d.hasher.Chunk(i, b, nil) != c.Hash {
 			changed = []ChangedRange{{Chunk: i, Offset: off, Length: length}}
 			unlocated = "a delta image records no block digests for a chunk of its base"
 		}

@@ -66,7 +66,7 @@ func TestCheckDigestOnlyImage(t *testing.T) {
 		}
 	}
 	rep := check(t, st, m)
-	want := []verify.CheckKind{verify.CheckDigestEntries, verify.CheckSegments, verify.CheckManifests}
+	want := []verify.CheckKind{verify.CheckDigestEntries, verify.CheckStoredDigests, verify.CheckSegments, verify.CheckManifests}
 	if !rep.OK() || !rep.DigestOnly || rep.Digests != stored || rep.ChunksOK != 0 || !slices.Equal(rep.Checked, want) {
 		t.Fatalf("Check of an intact digest-only image: ok %v, digest-only %v, digests %d (want %d), chunks ok %d (want 0: there is no data), checked %v (want %v), findings %v",
 			rep.OK(), rep.DigestOnly, rep.Digests, stored, rep.ChunksOK, rep.Checked, want, rep.Findings)

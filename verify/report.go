@@ -23,18 +23,26 @@ type CheckKind string
 
 // The checks a report can list.
 const (
-	// CheckChunkHashes: every stored chunk decoded and matched its hash
-	// (or, for a device, every chunk of the device matched its hash).
+	// CheckChunkHashes: every stored chunk opened (decrypted, decoded)
+	// and matched its hash: a deep check only (or, for a device, every
+	// chunk of the device matched its hash).
 	CheckChunkHashes CheckKind = "chunk-hashes"
 	// CheckBlockDigests: every stored chunk's 64 KiB block digests
-	// matched its segment index.
+	// matched its segment index (a deep check, or a device's blocks).
 	CheckBlockDigests CheckKind = "block-digests"
 	// CheckSegments: every segment header, index and footer matched the
 	// manifest, and every segment its recorded size.
 	CheckSegments CheckKind = "segment-structure"
 	// CheckParityRows: every parity segment row, and every data segment
-	// row, matched its CRC-32C (parity images).
+	// row, matched its CRC-32C, and every parity segment's rows matched
+	// the rows digest of its index (parity images).
 	CheckParityRows CheckKind = "parity-rows"
+	// CheckStoredDigests: every stored frame's bytes (header and payload,
+	// as stored: compressed, and sealed in an encrypted image) matched
+	// the stored digest of its segment index (spec §11.7). It is all a
+	// transport check says about the chunks; a deep check makes it on
+	// the way to opening them.
+	CheckStoredDigests CheckKind = "stored-digests"
 	// CheckManifests: manifest.ssm and each of its copies is the
 	// image's manifest (copies of another image are named, ignored).
 	CheckManifests CheckKind = "manifest-copies"
@@ -49,6 +57,26 @@ const (
 	// was read whole and matched its manifest and base.digests_sha256.
 	CheckBaseDigests CheckKind = "base-digests"
 )
+
+// Depth says how far a check of an image went into its chunks.
+type Depth string
+
+// The depths of a check.
+const (
+	// DepthDeep: every stored chunk was opened (decrypted in an
+	// encrypted image, decompressed) and checked against its chunk hash
+	// and block digests, after its stored digest.
+	DepthDeep Depth = "deep"
+	// DepthTransport: only the stored bytes were checked, against their
+	// stored digests, with every structure, parity row and manifest copy;
+	// no chunk was opened, so nothing says the stored bytes decode to
+	// the source (the writer could have stored the wrong ones).
+	DepthTransport Depth = "transport"
+)
+
+// TransportOnlyNote is what a report of a transport check says, whenever
+// chunks were not opened (spec §11.7).
+const TransportOnlyNote = "transport integrity only: the chunks were not decrypted and checked against their source digests"
 
 // Sentinel errors.
 var (
@@ -65,9 +93,19 @@ var (
 type Report struct {
 	mu           sync.Mutex
 	Findings     []Finding
-	ChunksOK     uint64 // stored chunks that passed every check
+	ChunksOK     uint64 // stored chunks that passed every check (of the kind Depth says)
 	ZeroChunks   uint64 // zero chunks (checked against the manifest only, or on the device)
 	BytesChecked int64  // raw bytes verified
+	// Depth is how deep [Check] or [Scan] went: DepthDeep when every
+	// chunk was opened, DepthTransport when only stored bytes were
+	// checked. Empty for [Device], which compares a device's bytes with
+	// the chunk hashes and reads no stored chunk.
+	Depth Depth
+	// StoredChecked counts the stored frames whose stored digest was
+	// checked and matched, and StoredBytes their stored bytes (frame
+	// headers and payloads), in either depth.
+	StoredChecked uint64
+	StoredBytes   int64
 	// Stripes says, for parity images, what each damaged stripe needs
 	// and whether it can be rebuilt.
 	Stripes []StripeStatus
@@ -124,6 +162,24 @@ func (r *Report) ok(n int64) {
 	r.ChunksOK++
 	r.BytesChecked += n
 	r.mu.Unlock()
+}
+
+// TransportOnly reports whether the check of an image checked stored
+// bytes only (Depth is DepthTransport): its text must then say
+// [TransportOnlyNote].
+func (r *Report) TransportOnly() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.Depth == DepthTransport
+}
+
+// Note is the sentence a report of this depth must carry:
+// [TransportOnlyNote] for a transport check, "" otherwise.
+func (r *Report) Note() string {
+	if r.TransportOnly() {
+		return TransportOnlyNote
+	}
+	return ""
 }
 
 // OK reports whether the check found nothing wrong.

@@ -49,9 +49,18 @@ for a 4 GiB disk), for a disk that is shipped whole: on arrival, 'seedship verif
 DEST' proves it matches block for block, and 'seedship diff DEST DISK' names what changed. Such an
 image cannot be restored or copied by seedship (copy its files with any tool).
 
+Encryption: --recipient age1... (repeatable), --recipients-file FILE or --passphrase-file FILE
+seal every stored chunk with a new key wrapped for them (age; keys made with age-keygen). The
+image then holds no plaintext, no plaintext digest, no whole-source SHA-256 and no source
+identity; restore, verify --deep and info's details need an --identity (or the passphrase file),
+while 'seedship verify DEST' without a key still checks every stored byte and parity. An
+interrupted encrypted capture resumes on this host (it keeps a resume key under
+$XDG_STATE_HOME/seedship/resume until the capture finishes), or elsewhere with --identity.
+
 Examples:
    seedship capture /dev/sdb1 /mnt/courier/seed
    seedship capture --digest-only /dev/sdb /root/sdb-digests
+   seedship capture --recipients-file ops-recipients.txt /dev/sdb1 /mnt/courier/seed
    seedship capture --parity 3+1 /dev/sdb1 /mnt/d1/seed /mnt/d2/seed /mnt/d3/seed /mnt/d4/seed`,
 		flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "chunk-size", Value: "8MiB", Usage: "chunk size, a power of two from 64KiB to 64MiB"},
@@ -60,12 +69,12 @@ Examples:
 			&cli.StringFlag{Name: "parity", Usage: "Reed-Solomon parity K+M, e.g. 10+2: any M lost or damaged segments of each stripe of K can be rebuilt (segment size then defaults to 64MiB)"},
 			&cli.BoolFlag{Name: "digest-only", Usage: "record the hashes and 64 KiB block digests of every chunk but no data: to check a disk shipped whole (verify --device, diff); cannot be restored"},
 			&cli.BoolFlag{Name: "allow-in-use", Usage: "capture a block device even though it is mounted or in use (the image may then be inconsistent)"},
-			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped; with volumes, give every volume of the capture, plus any new empty drive to continue onto"},
+			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted capture into DEST: keeps what is stored and valid, reads the source only from where it stopped; with volumes whose drives are full, give only the new empty drive (what the full ones hold is kept on this host), or every volume of the capture plus new empty drives"},
 			&cli.StringFlag{Name: "volume-size", Usage: "cap what each destination volume holds, e.g. 500GiB (at least 1MiB; never more than its free space less a margin)", DefaultText: "free space less 1% and 32 MiB"},
 			&cli.BoolFlag{Name: "no-readback", Usage: "with volumes: skip reading every volume back from the drive after the capture"},
 			signKeyFlag(), signPassphraseFlag(),
 			workersFlag("hash/compress", " (fewer run when large chunks would not fit in memory)"),
-		}, adapterFlags("capture")...),
+		}, append(append(recipientFlags(), resumeIdentityFlag()), adapterFlags("capture")...)...),
 		run: runCapture,
 	}, []operand{source}, dest, nil)
 }
@@ -85,6 +94,9 @@ type captureJSON struct {
 	BytesPerSecond float64 `json:"bytes_per_second"`
 	// DigestOnly: the image records hashes and block digests, no data.
 	DigestOnly bool `json:"digest_only,omitempty"`
+	// Encrypted says for whom an encrypted image is (its plaintext
+	// header's informative list); absent for a plaintext image.
+	Encrypted *encryptedJSON `json:"encrypted,omitempty"`
 	// Volumes lists each volume of a volume set with its read-back.
 	Volumes []volumeJSON `json:"volumes,omitempty"`
 	// VolumesMayBeLost is how many whole volumes may be lost.
@@ -121,6 +133,15 @@ func runCapture(c *cli.Context, args []string) error {
 	if digestOnly && c.IsSet("level") {
 		return usagef("capture: --digest-only stores no data, so there is nothing to compress: drop --level")
 	}
+	// Key files are read before anything is opened: a bad one leaves
+	// nothing behind.
+	encrypt, ids, err := captureKeysOf(c, resume)
+	if err != nil {
+		return err
+	}
+	if digestOnly && (encrypt != nil || len(ids) > 0) {
+		return usagef("capture: --digest-only images cannot be encrypted in this version: drop --digest-only, or --recipient, --recipients-file and --passphrase-file")
+	}
 	p := newPrinter(c, "capture")
 	ac, done, err := prepareAdapterCapture(c, args)
 	if done || err != nil {
@@ -136,6 +157,8 @@ func runCapture(c *cli.Context, args []string) error {
 		Workers:     c.Int("workers"),
 		Tool:        "seedship " + version,
 		Progress:    p.progress,
+		Encrypt:     encrypt,
+		Identities:  ids,
 	}
 	// A wrong key path or passphrase is refused before the source is read.
 	signer, err := loadSigner(c)
@@ -147,7 +170,7 @@ func runCapture(c *cli.Context, args []string) error {
 	}
 	// Several destinations (or one given --volume-size, or a volume to
 	// continue) are a set of courier volumes; one is an image as always.
-	if len(args) > 2 || c.IsSet("volume-size") || (resume && isVolumeDir(args[1])) {
+	if len(args) > 2 || c.IsSet("volume-size") || (resume && continuesVolumes(args[0], args[1])) {
 		return captureVolumes(c, p, args[0], args[1:], opts)
 	}
 	if c.Bool("no-readback") {
@@ -206,7 +229,8 @@ func runCapture(c *cli.Context, args []string) error {
 	if err := p.emitJSON(captureJSON{Source: args[0], Dest: dst.String(), Size: h.Size, ChunkSize: h.ChunkSize,
 		storedJSON: storedOf(res.Manifest),
 		SHA256:     h.SHA256, ManifestSHA256: hex.EncodeToString(res.Manifest.Hash[:]), ResumedAt: res.ResumedAt, SourceRead: res.ReadBytes,
-		Seconds: secs, BytesPerSecond: float64(h.Size) / secs, DigestOnly: h.RequiresFeature(format.FeatureDigestOnly)}); err != nil {
+		Seconds: secs, BytesPerSecond: float64(h.Size) / secs, DigestOnly: h.RequiresFeature(format.FeatureDigestOnly),
+		Encrypted: encryptedOf(h.Encryption)}); err != nil {
 		return err
 	}
 	par := ""
@@ -225,10 +249,20 @@ func runCapture(c *cli.Context, args []string) error {
 	p.summary("captured %s (%d bytes) from %s into %s: stored %s in %d segment(s)%s, %d of %d chunks zero, %s at %s\nsha256 %s",
 		human(h.Size), h.Size, args[0], dst, human(h.StoredBytes), len(res.Manifest.Segments), par, h.ZeroChunks, h.Chunks,
 		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256)
+	encryptionSummary(p, h)
 	if signer != nil {
 		p.summary("signed with %s (%s.sig beside each manifest file)", signer, format.ManifestKey)
 	}
 	return nil
+}
+
+// encryptionSummary says, after a capture's summary, for whom an
+// encrypted image is and that the sha256 printed above is not in it.
+func encryptionSummary(p *printer, h format.Header) {
+	if h.Encryption != nil {
+		p.summary("encrypted for %s: the image holds no plaintext, no plaintext digest and neither this sha256 nor the source's identity; restore needs --identity (or --passphrase-file)",
+			encryptedFor(h.Encryption))
+	}
 }
 
 // holdsCheckpoint reports whether dst holds the checkpoint of an

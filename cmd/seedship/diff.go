@@ -34,6 +34,9 @@ hash (SHA-256 tree) matches; only a chunk that differs is located to its 64 KiB 
 bytes DEVICE lacks). DEVICE is only read, and may be in use (the result then describes the moment
 each block was read).
 
+An encrypted image's digests are keyed: give --identity FILE (or --passphrase-file) of one of its
+recipients; without one that opens it, diff stops with exit 2.
+
 Output: one line per changed range ("changed bytes FIRST-LAST (SIZE)"), then a summary. --quiet
 prints no ranges and no summary, only the one line on stderr that says it differs: the exit
 status says identical (0) or different (3), like cmp -s. --json
@@ -50,7 +53,7 @@ branch on it:
 Examples:
    seedship diff /mnt/courier/seed /dev/sdb1
    seedship diff --json s3://seeds/site-a/sdb1 /dev/sdb1 > changes.json`,
-		flags: []cli.Flag{workersFlag("hashing", "")},
+		flags: append([]cli.Flag{workersFlag("hashing", "")}, identityFlags()...),
 		run:   runDiff,
 	})
 }
@@ -84,6 +87,10 @@ type diffTotalsJSON struct {
 var diffChecked = []string{"chunk-hashes", "block-digests"}
 
 func runDiff(c *cli.Context, args []string) error {
+	ids, err := identitiesOf(c)
+	if err != nil {
+		return err
+	}
 	st, err := openStore(c, args[0])
 	if err != nil {
 		return err
@@ -93,8 +100,9 @@ func runDiff(c *cli.Context, args []string) error {
 	jw := &diffJSONWriter{p: p}
 	start := time.Now()
 	res, err := engine.Diff(c.Context, st, dev, engine.DiffOptions{
-		Workers:  c.Int("workers"),
-		Progress: p.progress,
+		Workers:    c.Int("workers"),
+		Identities: ids,
+		Progress:   p.progress,
 		OnRange: func(r engine.DiffRange) error {
 			if p.json {
 				return jw.rangeOut(st.String(), dev, r)

@@ -107,15 +107,28 @@ func continueCommand(argv []string, err error) string {
 
 // withResume returns argv with "--resume" as the command's first flag
 // (urfave/cli takes flags only before the arguments) when resume is set,
-// replacing any --resume=... already given; otherwise argv unchanged.
+// replacing any --resume=... already given; otherwise argv unchanged. A
+// capture's continuation drops --recipient and --recipients-file: a
+// resumed encrypted capture keeps the recipients it began with (spec
+// §11.5) and refuses them.
 func withResume(argv []string, resume bool) []string {
 	if !resume {
 		return argv
 	}
+	capture := commandName(argv) == "capture"
 	out := make([]string, 0, len(argv)+1)
-	added := false
+	added, skipValue := false, false
 	for i, a := range argv {
+		if skipValue {
+			skipValue = false
+			continue
+		}
 		if a == "--resume" || a == "-resume" || strings.HasPrefix(a, "--resume=") || strings.HasPrefix(a, "-resume=") {
+			continue
+		}
+		if name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "="); capture && added && strings.HasPrefix(a, "-") &&
+			(name == flagRecipient || name == flagRecipientsFile) {
+			skipValue = !hasValue
 			continue
 		}
 		out = append(out, a)

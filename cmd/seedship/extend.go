@@ -63,12 +63,12 @@ Examples:
    seedship extend --adapter drbd --config /etc/seedship/r0.json --trust /etc/seedship/allowed_signers \
        --receipt /root/sdc1.receipt /mnt/courier/seed /dev/sdc1
    seedship extend --adapter sios --config /etc/seedship/sios.json --dry-run /mnt/courier/seed /dev/sdc1`,
-		flags: append(adapterFlags("extend"),
+		flags: append(append(adapterFlags("extend"),
 			&cli.StringFlag{Name: "receipt", Usage: "the restore receipt of verify --device TARGET --receipt FILE IMAGE: the evidence that TARGET holds the image"},
 			&cli.BoolFlag{Name: "reverify", Usage: "read TARGET back against the image before extending, even with a receipt (after a restart, or when in doubt)"},
 			&cli.StringFlag{Name: "trust", Usage: "refuse (exit 3) unless the image's manifest and the --receipt are signed by keys in this file (a public key file or an OpenSSH allowed_signers file); without it a receipt's signature is not checked"},
 			workersFlag("parallel read-back", ""),
-		),
+		), identityFlags()...),
 		run: runExtend,
 	})
 }
@@ -108,6 +108,11 @@ func runExtend(c *cli.Context, args []string) error {
 	}
 	m, who, err := openExtendImage(c.Context, st, trust)
 	if err != nil {
+		return err
+	}
+	// An encrypted image seals its seed token and whole-source SHA-256
+	// (spec §11.5): extend needs its key for both.
+	if err := unsealForExtend(c, m); err != nil {
 		return err
 	}
 	x := &extension{c: c, p: newPrinter(c, "extend"), run: run, m: m, img: verify.ImageOf(m, st.String()), target: target, trust: trust,
@@ -328,4 +333,29 @@ func signedCheckError(err error) error {
 		return &classified{kind: engine.ErrIntegrity, err: err}
 	}
 	return resyncError(err)
+}
+
+// unsealForExtend opens an encrypted image's manifest with --identity or
+// --passphrase-file (after its signature was checked): without a key
+// that opens it, extend cannot read the seed token, which is bad input
+// (exit 2); a manifest whose MAC fails is damage (exit 3).
+func unsealForExtend(c *cli.Context, m *format.Manifest) error {
+	if !m.Encrypted() || m.Unsealed() {
+		return nil
+	}
+	ids, err := identitiesOf(c)
+	if err != nil {
+		return err
+	}
+	keys, err := format.OpenKeys(&m.Header, ids)
+	if err != nil {
+		if format.IsDamage(err) {
+			return fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
+		}
+		return fmt.Errorf("%w: extend: the image is encrypted and its seed token sealed: %w", engine.ErrBadInput, err)
+	}
+	if err := m.Unseal(keys); err != nil {
+		return fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
+	}
+	return nil
 }

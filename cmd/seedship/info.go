@@ -24,13 +24,19 @@ Reads and checks the manifest of IMAGE and prints what an operator needs: the so
 and SHA-256 (compare with 'sha256sum /dev/X' on either side), chunking, compression, segments
 and capture times. It reads no chunk data; use 'seedship verify' for that.
 
+An encrypted image (capture --recipient, --passphrase-file) shows without its key only what stays
+readable: image id, sizes and counts, segments, parity, volumes, for whom it is encrypted (age
+recipients, whether a passphrase opens it) and who signed it; its source's identity, its SHA-256
+and the capture times are sealed. With --identity FILE or --passphrase-file FILE info opens them
+(and checks the manifest's MAC) and shows everything.
+
 Courier volumes: give any of the volumes of an image (one identifies the whole shipment); info
 says which are present, which are missing and how many may be lost; --volumes also prints each
 present volume's label (as 'seedship label' does).`,
-		flags: []cli.Flag{
+		flags: append([]cli.Flag{
 			&cli.BoolFlag{Name: "volumes", Usage: "also print the label of each volume given"},
 			trustFlag(),
-		},
+		}, identityFlags()...),
 		run: runInfo,
 	}, nil, image, nil)
 }
@@ -45,16 +51,26 @@ type infoJSON struct {
 	ChunkSize     int    `json:"chunk_size"`
 	BlockSize     int    `json:"block_size"`
 	storedJSON
-	ParitySegments int           `json:"parity_segments,omitempty"`
-	ParityOverhead float64       `json:"parity_overhead,omitempty"`
-	SHA256         string        `json:"sha256"`
+	ParitySegments int     `json:"parity_segments,omitempty"`
+	ParityOverhead float64 `json:"parity_overhead,omitempty"`
+	// SHA256, the source's identity beyond kind, size and sector size,
+	// and the capture times are absent for an encrypted image opened
+	// without its key (Sealed lists them).
+	SHA256         string        `json:"sha256,omitempty"`
 	ManifestSHA256 string        `json:"manifest_sha256"`
 	Compression    any           `json:"compression"`
 	Source         format.Source `json:"source"`
-	CaptureStart   time.Time     `json:"capture_start"`
-	CaptureEnd     time.Time     `json:"capture_end"`
-	// Checked is what info checked: only the manifest's own checksum
-	// (it reads no chunk data; verify does).
+	CaptureStart   time.Time     `json:"capture_start,omitzero"`
+	CaptureEnd     time.Time     `json:"capture_end,omitzero"`
+	// Encryption says how and for whom an encrypted image is encrypted
+	// (spec §11); absent for a plain image.
+	Encryption *infoEncryptionJSON `json:"encryption,omitempty"`
+	// Sealed names the header fields an encrypted image keeps sealed
+	// and info did not show, because no key was given.
+	Sealed []string `json:"sealed,omitempty"`
+	// Checked is what info checked: the manifest's own checksum, and
+	// for an encrypted image opened with its key its MAC (it reads no
+	// chunk data; verify does).
 	Checked []string `json:"checked"`
 	// Signer is who signed the manifest: checked against --trust, or
 	// without it only the key the signature names; empty when unsigned.
@@ -68,8 +84,51 @@ type infoJSON struct {
 	Labels           []volume.Label `json:"labels,omitempty"`
 }
 
-// infoChecked is what info checks, for --json and the human output.
-var infoChecked = []string{"manifest-checksum"}
+// infoEncryptionJSON is an encrypted image's encryption in info's --json.
+type infoEncryptionJSON struct {
+	Scheme string `json:"scheme"`
+	AEAD   string `json:"aead"`
+	// Recipients and Passphrase are the header's informative list of
+	// for whom the image is encrypted (spec §11.1: readers do not trust
+	// it; the wrapped keys decide).
+	Recipients  []string `json:"recipients"`
+	Passphrase  bool     `json:"passphrase"`
+	WrappedKeys int      `json:"wrapped_keys"`
+	// Opened says the key was given and opened the image, whose MAC
+	// then matched.
+	Opened bool `json:"opened"`
+}
+
+// sealedFields are the header fields an encrypted image seals (spec
+// §11.5): what info cannot show without the key.
+var sealedFields = []string{"sha256", "source", "capture_start", "capture_end", "resync"}
+
+// infoChecked is what info checks of a manifest, for --json and the
+// human output: its checksum, and the MAC of an encrypted one it opened.
+func infoChecked(m *format.Manifest) []string {
+	if m.Unsealed() {
+		return []string{"manifest-checksum", "manifest-mac"}
+	}
+	return []string{"manifest-checksum"}
+}
+
+// encryptionText says how and for whom an image is encrypted, from its
+// plaintext header: "encrypted (aes-256-gcm, for 2 age recipient(s) and
+// a passphrase)".
+func encryptionText(e *format.Encryption) string {
+	var parts []string
+	if n := len(e.Recipients); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d age recipient(s)", n))
+	}
+	if e.Passphrase {
+		parts = append(parts, "a passphrase")
+	}
+	whom := strings.Join(parts, " and ")
+	if whom == "" {
+		whom = "the holders of its wrapped keys"
+	}
+	return fmt.Sprintf("encrypted (%s, for %s)", e.AEAD, whom)
+}
 
 func runInfo(c *cli.Context, args []string) error {
 	st, set, err := openImageStore(c, args)
@@ -83,19 +142,32 @@ func runInfo(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// One read: what info shows is the manifest whose signature it names.
-	m, who, err := engine.OpenImageSigned(c.Context, st, trust)
+	ids, err := identitiesOf(c)
+	if err != nil {
+		return err
+	}
+	// One read: what info shows is the manifest whose signature it names
+	// (and, with a key, whose MAC it checked).
+	m, who, err := engine.OpenImageKeyed(c.Context, st, trust, ids, false)
 	if err != nil {
 		return err
 	}
 	h := m.Header
+	sealed := m.Encrypted() && !m.Unsealed()
 	p := newPrinter(c, "info")
 	if p.json {
 		out := infoJSON{Image: st.String(), FormatVersion: h.Version, ImageID: h.ImageID, Tool: h.Tool,
 			Size: h.Size, ChunkSize: h.ChunkSize, BlockSize: h.BlockSize, storedJSON: storedOf(m), SHA256: h.SHA256,
 			ParitySegments: len(m.Parity), ParityOverhead: overhead(h),
 			ManifestSHA256: hex.EncodeToString(m.Hash[:]), Compression: h.Compression, Source: h.Source,
-			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd, Checked: infoChecked, Signer: signerText(who, trust != nil)}
+			CaptureStart: h.CaptureStart, CaptureEnd: h.CaptureEnd, Checked: infoChecked(m), Signer: signerText(who, trust != nil)}
+		if e := h.Encryption; e != nil {
+			out.Encryption = &infoEncryptionJSON{Scheme: e.Scheme, AEAD: e.AEAD, Recipients: append([]string{}, e.Recipients...),
+				Passphrase: e.Passphrase, WrappedKeys: len(e.WrappedKeys), Opened: m.Unsealed()}
+		}
+		if sealed {
+			out.Sealed = sealedFields
+		}
 		if set != nil {
 			out.Volumes, out.VolumeCount, out.VolumesMissing = volumesJSON(set, nil, false), set.Count(), set.Missing()
 			if vs := set.Volumes(); len(vs) > 0 {
@@ -118,22 +190,45 @@ func runInfo(c *cli.Context, args []string) error {
 		row("signed by", "nobody (no %s.sig)", format.ManifestKey)
 	}
 	row("format", "seedship v%d, image id %s, written by %s", h.Version, h.ImageID, h.Tool)
-	src := h.Source.Path + " (" + h.Source.Kind
-	if h.Source.Host != "" {
-		src += " on " + h.Source.Host
-	}
-	src += ")"
-	row("source", "%s", src)
-	for _, kv := range [][2]string{{"serial", h.Source.Serial}, {"wwn", h.Source.WWN}, {"model", h.Source.Model}} {
-		if kv[1] != "" {
-			row("  "+kv[0], "%s", kv[1])
+	if e := h.Encryption; e != nil {
+		row("encryption", "%s", encryptionText(e))
+		for _, r := range e.Recipients {
+			row("  recipient", "%s", r)
+		}
+		if sealed {
+			row("  key", "not given: the source's identity, its sha256 and the capture times are sealed (give --identity FILE or --passphrase-file FILE to show them)")
+		} else {
+			row("  key", "opened with the identity given; the manifest's MAC matches")
 		}
 	}
-	for _, id := range h.Source.ByID {
-		row("  by-id", "%s", id)
+	if sealed {
+		kind := "a file"
+		if h.Source.Kind == "block" {
+			kind = "a block device"
+		}
+		row("source", "%s of %s (its path, host, serial and model are sealed)", kind, human(h.Source.Size))
+	} else {
+		src := h.Source.Path + " (" + h.Source.Kind
+		if h.Source.Host != "" {
+			src += " on " + h.Source.Host
+		}
+		src += ")"
+		row("source", "%s", src)
+		for _, kv := range [][2]string{{"serial", h.Source.Serial}, {"wwn", h.Source.WWN}, {"model", h.Source.Model}} {
+			if kv[1] != "" {
+				row("  "+kv[0], "%s", kv[1])
+			}
+		}
+		for _, id := range h.Source.ByID {
+			row("  by-id", "%s", id)
+		}
 	}
 	row("size", "%s (%d bytes)", human(h.Size), h.Size)
-	row("sha256", "%s", h.SHA256)
+	if sealed {
+		row("sha256", "sealed")
+	} else {
+		row("sha256", "%s", h.SHA256)
+	}
 	row("chunks", "%d × %s, %d zero (%s not stored), block digests every %s", h.Chunks, human(int64(h.ChunkSize)),
 		h.ZeroChunks, human(int64(h.ZeroChunks)*int64(h.ChunkSize)), human(int64(h.BlockSize)))
 	ratio := 0.0
@@ -153,8 +248,12 @@ func runInfo(c *cli.Context, args []string) error {
 	} else {
 		row("compression", "none")
 	}
-	row("captured", "%s to %s (%s)", h.CaptureStart.Format(time.RFC3339), h.CaptureEnd.Format(time.RFC3339),
-		h.CaptureEnd.Sub(h.CaptureStart).Round(time.Millisecond))
+	if sealed {
+		row("captured", "sealed")
+	} else {
+		row("captured", "%s to %s (%s)", h.CaptureStart.Format(time.RFC3339), h.CaptureEnd.Format(time.RFC3339),
+			h.CaptureEnd.Sub(h.CaptureStart).Round(time.Millisecond))
+	}
 	row("manifest sha256", "%s", hex.EncodeToString(m.Hash[:]))
 	if set != nil {
 		row("volumes", "%s", volumesLine(set))
@@ -162,7 +261,11 @@ func runInfo(c *cli.Context, args []string) error {
 			row("  volume", "%d of %d: %s, %d file(s), %s", v.Volume, set.Count(), v.Loc, v.Files, human(v.Bytes))
 		}
 	}
-	row("checked", "the manifest's checksum only; no chunk data was read (run 'seedship verify' for that)")
+	if m.Unsealed() {
+		row("checked", "the manifest's checksum and MAC only; no chunk data was read (run 'seedship verify' for that)")
+	} else {
+		row("checked", "the manifest's checksum only; no chunk data was read (run 'seedship verify' for that)")
+	}
 	if set != nil && c.Bool("volumes") {
 		for _, v := range set.Volumes() {
 			b.WriteString("\n" + labelText(&v.Label))

@@ -55,11 +55,15 @@ func runPartialRestore(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ids, err := identitiesOf(c)
+	if err != nil {
+		return err
+	}
 	st, set, err := openImageStore(c, imageLocs)
 	if err != nil {
 		return err
 	}
-	opts := engine.PartialOptions{Name: strings.Join(imageLocs, " "), State: c.String("state"), Trust: trust, TargetZeroed: c.Bool("target-zeroed"), Workers: c.Int("workers")}
+	opts := engine.PartialOptions{Name: strings.Join(imageLocs, " "), State: c.String("state"), Trust: trust, Identities: ids, TargetZeroed: c.Bool("target-zeroed"), Workers: c.Int("workers")}
 	if c.IsSet("stage") {
 		stage, err := dir.New(c.String("stage"))
 		if err != nil {

@@ -24,6 +24,11 @@ checked, every segment must be present, and TARGET must not be mounted, held by 
 swap, or be the device the image was captured from. Every chunk is verified against its hash
 before it is written; TARGET is fsynced before success is reported.
 
+An encrypted image (capture --recipient) needs --identity FILE (an age-keygen identity file of
+one of its recipients; repeatable) or --passphrase-file FILE: without one that opens it, restore
+stops before TARGET is created or changed (exit 2). Every chunk is then authenticated (its place
+in the image included) before it is decompressed, and checked against its keyed hash.
+
 Damaged chunks are rebuilt on the fly from parity (the image is not modified). A chunk beyond repair
 stops the restore before its range is written; with --allow-damaged everything else is written, the
 damaged ranges are left untouched and listed, and the exit status is 3, so the replication product's
@@ -52,7 +57,7 @@ Examples:
    seedship restore /mnt/courier/seed /dev/sdc1
    seedship restore --partial /mnt/bay/seed /dev/sdc1
    seedship restore /mnt/d3/seed /mnt/d1/seed /mnt/d2/seed /dev/sdc1`,
-		flags: append(partialFlags(),
+		flags: append(append(partialFlags(), identityFlags()...),
 			&cli.BoolFlag{Name: "target-zeroed", Usage: "the target already reads as zeros: skip zero chunks"},
 			&cli.BoolFlag{Name: "resume", Usage: "continue an interrupted restore: compare TARGET with the image first and fetch only the segments that differ"},
 			&cli.StringFlag{Name: "fallback", Usage: "a second copy of the same image (directory or s3://): chunks damaged here that parity cannot rebuild are fetched from it, and nothing else"},
@@ -114,6 +119,10 @@ func runRestore(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ids, err := identitiesOf(c)
+	if err != nil {
+		return err
+	}
 	st, set, err := openImageStore(c, imageLocs)
 	if err != nil {
 		return err
@@ -132,6 +141,7 @@ func runRestore(c *cli.Context, args []string) error {
 		TargetZeroed: c.Bool("target-zeroed"),
 		AllowDamaged: c.Bool("allow-damaged"),
 		Trust:        trust,
+		Identities:   ids,
 		Workers:      c.Int("workers"),
 		Progress:     p.progress,
 	})
@@ -187,6 +197,9 @@ func runRestore(c *cli.Context, args []string) error {
 	}
 	if res.Signer != nil {
 		p.summary("signed by %s", signerText(res.Signer, true))
+	}
+	if h.Encryption != nil {
+		p.summary("encrypted for %s: every chunk was authenticated (its image and place included) and decrypted before it was written", encryptedFor(h.Encryption))
 	}
 	if res.Skipped > 0 {
 		p.summary("resumed: %d of %d segment(s) were already on %s and were not fetched again", res.Skipped, len(res.Manifest.Segments), target)

@@ -28,10 +28,25 @@ func verifyCommand() *cli.Command {
 		usage:    "check a seed image, or a device against it",
 		operands: []operand{image},
 		help: `
-Without --device: reads every chunk of IMAGE in parallel, decompresses it and checks it against
-its hash in the manifest, and checks each segment's index and footer. With --device DEV: checks
-that DEV (a block device or file) matches the image block for block, using the manifest's hashes
-only. Each bad chunk is listed with its index and source byte range.
+Without --device: checks every stored byte of IMAGE, in parallel, in one of two depths.
+  deep       every chunk's stored bytes are checked against their stored digest, then the chunk is
+             opened (decrypted, decompressed) and checked against its hash in the manifest; with
+             every segment's header, index and footer, every parity row and every manifest copy.
+             Only a deep check shows that the image restores its source.
+  transport  every stored byte against its stored digest (kept in the segment indexes, which the
+             manifest authenticates), every structure, parity row and manifest copy; no chunk is
+             opened, so it needs no key. It says "transport integrity only: the chunks were not
+             decrypted and checked against their source digests".
+The default is deep on a plain image and on an encrypted one given its key (--identity FILE or
+--passphrase-file FILE), and transport-only on an encrypted image without its key. --transport
+asks for transport-only on any image; --deep insists on the deep check (exit 2 if the image is
+encrypted and no key is given). Each bad chunk is listed with its index, its source byte range and
+its stored byte range in its segment.
+
+With --device DEV: checks that DEV (a block device or file) matches the image block for block,
+using the manifest's hashes and the segment indexes' block digests only, and recomputes the
+whole-source SHA-256. An encrypted image needs its key for this (its chunk hashes are keyed and its
+source SHA-256 sealed): without --identity or --passphrase-file it is refused (exit 2).
 
 With --receipt FILE (needs --device): writes a restore receipt to FILE, atomically, whatever the
 result: JSON binding the image (its manifest SHA-256 and id), the target's identity (path, size,
@@ -53,6 +68,7 @@ names each changed chunk and its changed 64 KiB blocks (seedship diff lists them
 
 For an image with parity (capture --parity), each damaged stripe is reported with whether it can be
 rebuilt; --repair rewrites the damaged segments in place, atomically, and verifies the result.
+--repair needs no key: a rebuilt frame is accepted when it matches its stored digest.
 Exit 0 when everything is (now) intact, 3 when anything is damaged or beyond repair.
 
 Courier volumes (capture SOURCE DEST1 DEST2 ...): give the volumes at hand in any order. A volume
@@ -62,19 +78,23 @@ not write to volumes; restore rebuilds what parity can on the fly.
 
 Examples:
    seedship verify /mnt/courier/seed
+   seedship verify --identity /root/seed-key.txt /mnt/courier/seed
+   seedship verify --transport s3://bucket/seed
    seedship verify --device /dev/sdc1 /mnt/courier/seed
    seedship verify --device /dev/sdc1 --receipt /root/sdc1.receipt /mnt/courier/seed
    seedship verify --device /dev/sdc1 --receipt /root/sdc1.receipt --sign-key /root/.ssh/id_ed25519 /mnt/courier/seed
    seedship verify --device /dev/sdb /root/sdb-digests`,
-		flags: []cli.Flag{
+		flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "device", Usage: "check this device or file against the image"},
+			&cli.BoolFlag{Name: "deep", Usage: "open every chunk (decrypt, decompress) and check it against its source digests: the default on a plain image and with a key; an encrypted image needs --identity or --passphrase-file"},
+			&cli.BoolFlag{Name: "transport", Usage: "check transport integrity only: every stored byte against its stored digest, structures, parity and manifest copies, opening no chunk (needs no key; the default on an encrypted image without one)"},
 			&cli.StringFlag{Name: "receipt", Usage: "with --device: write a restore receipt (JSON) to this file, pass or fail, for seedship extend"},
 			receiptSignKeyFlag(), signPassphraseFlag(),
 			&cli.BoolFlag{Name: "repair", Usage: "rewrite damaged or missing segments and manifest copies from parity (atomically), then verify again"},
 			&cli.StringFlag{Name: "fallback", Usage: "with --repair: a second copy of the same image (directory or s3://) to fetch what parity cannot rebuild from"},
 			workersFlag("parallel", ""),
 			trustFlag(),
-		},
+		}, identityFlags()...),
 		run: runVerify,
 	}, nil, image, nil)
 }
@@ -85,7 +105,11 @@ type findingJSON struct {
 	Offset  int64   `json:"offset,omitempty"`
 	Length  int64   `json:"length,omitempty"`
 	Segment uint32  `json:"segment"`
-	Error   string  `json:"error"`
+	// StoredOffset and StoredLength locate a damaged chunk's frame in
+	// its data segment: the stored bytes concerned.
+	StoredOffset int64  `json:"stored_offset,omitempty"`
+	StoredLength int64  `json:"stored_length,omitempty"`
+	Error        string `json:"error"`
 }
 
 // stripeJSON is one damaged stripe in --json output.
@@ -105,21 +129,33 @@ type verifyJSON struct {
 	Device  string `json:"device,omitempty"`
 	Receipt string `json:"receipt,omitempty"` // the restore receipt written (verify --device --receipt)
 	// ReceiptSignature is the receipt's signature file written (--sign-key).
-	ReceiptSignature string        `json:"receipt_signature,omitempty"`
-	OK               bool          `json:"ok"`
-	Repairable       bool          `json:"repairable"`
-	Repaired         []string      `json:"repaired,omitempty"`
-	Lost             []lostJSON    `json:"lost,omitempty"`
-	Stripes          []stripeJSON  `json:"stripes,omitempty"`
-	FoundBefore      int           `json:"found_before_repair,omitempty"`
-	ChunksOK         uint64        `json:"chunks_ok"`
-	ZeroChunks       uint64        `json:"zero_chunks"`
-	BytesChecked     int64         `json:"bytes_checked"`
-	Checked          []string      `json:"checked"`                 // the checks that ran over everything they cover
-	SourceSHA256     string        `json:"source_sha256,omitempty"` // recomputed from the device (verify --device)
-	Findings         []findingJSON `json:"findings"`
-	Seconds          float64       `json:"seconds"`
-	Signer           string        `json:"signer,omitempty"` // who signed, checked against --trust
+	ReceiptSignature string `json:"receipt_signature,omitempty"`
+	OK               bool   `json:"ok"`
+	// Depth is how deep the check of an image went: "deep" (every
+	// chunk opened and checked against its source digests) or
+	// "transport" (stored bytes only); absent for --device.
+	Depth string `json:"depth,omitempty"`
+	// Note is the transport check's "transport integrity only: …".
+	Note string `json:"note,omitempty"`
+	// Encrypted: the image is encrypted (spec §11).
+	Encrypted    bool         `json:"encrypted,omitempty"`
+	Repairable   bool         `json:"repairable"`
+	Repaired     []string     `json:"repaired,omitempty"`
+	Lost         []lostJSON   `json:"lost,omitempty"`
+	Stripes      []stripeJSON `json:"stripes,omitempty"`
+	FoundBefore  int          `json:"found_before_repair,omitempty"`
+	ChunksOK     uint64       `json:"chunks_ok"`
+	ZeroChunks   uint64       `json:"zero_chunks"`
+	BytesChecked int64        `json:"bytes_checked"`
+	// StoredChecked and StoredBytes count the frames, and their stored
+	// bytes, that matched their stored digests (a check of an image).
+	StoredChecked uint64        `json:"stored_checked,omitempty"`
+	StoredBytes   int64         `json:"stored_bytes_checked,omitempty"`
+	Checked       []string      `json:"checked"`                 // the checks that ran over everything they cover
+	SourceSHA256  string        `json:"source_sha256,omitempty"` // recomputed from the device (verify --device)
+	Findings      []findingJSON `json:"findings"`
+	Seconds       float64       `json:"seconds"`
+	Signer        string        `json:"signer,omitempty"` // who signed, checked against --trust
 
 	// DigestOnly: the image holds hashes and block digests, no data;
 	// Digests counts the chunks whose digest entries were checked.
@@ -151,6 +187,7 @@ func findingsJSON(rep *verify.Report) []findingJSON {
 		if f.IsChunk {
 			idx := f.Chunk
 			j.Chunk, j.Offset, j.Length = &idx, f.Offset, f.Length
+			j.StoredOffset, j.StoredLength = f.FrameOffset, f.FrameLength
 		}
 		out = append(out, j)
 	}
@@ -194,7 +231,17 @@ func runVerify(c *cli.Context, args []string) error {
 	if err := checkFallback(c); err != nil {
 		return err
 	}
+	if c.Bool("deep") && c.Bool("transport") {
+		return usagef("verify: --deep and --transport ask for opposite checks: give one")
+	}
+	if dev != "" && c.Bool("transport") {
+		return usagef("verify: --transport checks an image's stored bytes, --device compares a device with the image: drop one")
+	}
 	trust, err := loadTrust(c)
+	if err != nil {
+		return err
+	}
+	ids, err := identitiesOf(c)
 	if err != nil {
 		return err
 	}
@@ -214,9 +261,13 @@ func runVerify(c *cli.Context, args []string) error {
 		// before the device is read: a forged image's hashes are not
 		// worth comparing with, and the device is compared with the very
 		// manifest that was checked.
-		m, who, err := engine.OpenImageSigned(c.Context, st, trust)
+		m, who, err := engine.OpenImageKeyed(c.Context, st, trust, ids, false)
 		if err != nil {
 			return err
+		}
+		if m.Encrypted() && !m.Unsealed() {
+			// Before the receipt is claimed or the device read.
+			return usagef("verify --device: %s is encrypted: a device is compared with its keyed chunk hashes and sealed source SHA-256, which need its key: give --identity FILE (an age identity of one of its recipients) or --passphrase-file FILE", st)
 		}
 		if trust != nil {
 			p.summary("signed by %s", signerText(who, true))
@@ -241,11 +292,14 @@ func runVerify(c *cli.Context, args []string) error {
 	}
 	start := time.Now()
 	res, err := engine.CheckImage(c.Context, st, engine.CheckOptions{
-		Fallback: fb,
-		Repair:   c.Bool("repair"),
-		Trust:    trust,
-		Workers:  c.Int("workers"),
-		Progress: p.progress,
+		Fallback:   fb,
+		Repair:     c.Bool("repair"),
+		Trust:      trust,
+		Identities: ids,
+		Deep:       c.Bool("deep"),
+		Transport:  c.Bool("transport"),
+		Workers:    c.Int("workers"),
+		Progress:   p.progress,
 		OnRepaired: func(keys []string) {
 			p.endProgress()
 			for _, k := range keys {
@@ -254,6 +308,10 @@ func runVerify(c *cli.Context, args []string) error {
 		},
 	})
 	p.endProgress()
+	if c.Bool("deep") && len(ids) == 0 && errors.Is(err, format.ErrNoKey) {
+		// Refused before anything was read: say what to do in verify's terms.
+		return usagef("verify --deep: %s is encrypted: a deep check opens every chunk, which needs its key: give --identity FILE (an age identity of one of its recipients) or --passphrase-file FILE, or drop --deep to check transport integrity only", st)
+	}
 	if c.Bool("repair") {
 		// Each repaired file is replaced atomically: running the same
 		// repair again continues an interrupted one.
@@ -265,8 +323,10 @@ func runVerify(c *cli.Context, args []string) error {
 	rep := res.Final()
 	m := res.Manifest
 	el := time.Since(start)
-	out := verifyJSON{Image: st.String(), OK: rep.OK(), Repairable: rep.Repairable(m), Repaired: res.Rewritten,
+	out := verifyJSON{Image: st.String(), OK: rep.OK(), Depth: string(rep.Depth), Note: rep.Note(), Encrypted: m.Encrypted(),
+		Repairable: rep.Repairable(m), Repaired: res.Rewritten,
 		Stripes: stripesJSON(rep), ChunksOK: rep.ChunksOK, ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked,
+		StoredChecked: rep.StoredChecked, StoredBytes: rep.StoredBytes,
 		Checked: checkedJSON(rep), Findings: findingsJSON(rep), Seconds: el.Seconds(), DigestOnly: rep.DigestOnly, Digests: rep.Digests}
 	out.Signer = signerText(res.Signer, true)
 	if res.After != nil {
@@ -294,20 +354,39 @@ func runVerify(c *cli.Context, args []string) error {
 		}
 	}
 	if err != nil {
+		if note := rep.Note(); note != "" && !p.json && engine.KindOf(err) == engine.KindIntegrity {
+			// The damage was found by a transport check: say so, as
+			// for a clean one.
+			fmt.Fprintf(p.errw, "NOTE %s\n", note)
+		}
 		return err
 	}
 	if rep.DigestOnly {
-		p.summary("verified %s: a digest-only image (hashes and block digests, no data): %d chunk digests and every structure intact, %d zero chunks, in %s%s\nit proves nothing about data by itself: check the disk with 'seedship verify --device DISK %s'",
-			st, rep.Digests, rep.ZeroChunks, el.Round(time.Millisecond), checkedLine(rep), shellJoin(args))
+		p.summary("verified %s: a digest-only image (hashes and block digests, no data): %d chunk digests and every structure intact, %d zero chunks, in %s%s%s\nit proves nothing about data by itself: check the disk with 'seedship verify --device DISK %s'",
+			st, rep.Digests, rep.ZeroChunks, el.Round(time.Millisecond), noteLine(rep), checkedLine(rep), shellJoin(args))
 		return nil
 	}
 	repaired := ""
 	if res.After != nil {
 		repaired = fmt.Sprintf(" after repairing %d file(s) (%d problem(s) found)", len(res.Rewritten), len(res.Before.Findings))
 	}
-	p.summary("verified %s%s: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)%s",
+	if rep.TransportOnly() {
+		p.summary("verified %s%s: transport check: %d stored chunks ok (%s of stored bytes matched their stored digests), %d zero chunks, %s of source in %s (%s)%s%s",
+			st, repaired, rep.ChunksOK, human(rep.StoredBytes), rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el), noteLine(rep), checkedLine(rep))
+		return nil
+	}
+	p.summary("verified %s%s: deep check: %d stored chunks ok, %d zero chunks, %s checked in %s (%s)%s",
 		st, repaired, rep.ChunksOK, rep.ZeroChunks, human(m.Header.Size), el.Round(time.Millisecond), rate(m.Header.Size, el), checkedLine(rep))
 	return nil
+}
+
+// noteLine is the report's note (the transport check's "transport
+// integrity only: …") on a line of its own, "" when it has none.
+func noteLine(rep *verify.Report) string {
+	if n := rep.Note(); n != "" {
+		return "\n" + n
+	}
+	return ""
 }
 
 // verifyDevice checks a device or file against the image's hashes and,
@@ -331,7 +410,7 @@ func verifyDevice(c *cli.Context, p *printer, st store.Store, m *format.Manifest
 		return err
 	}
 	el := time.Since(start)
-	out := verifyJSON{Image: st.String(), Device: dev, OK: rep.OK(), ChunksOK: rep.ChunksOK,
+	out := verifyJSON{Image: st.String(), Device: dev, OK: rep.OK(), Encrypted: m.Encrypted(), ChunksOK: rep.ChunksOK,
 		ZeroChunks: rep.ZeroChunks, BytesChecked: rep.BytesChecked, Checked: checkedJSON(rep), SourceSHA256: rep.SourceSHA256,
 		Findings: findingsJSON(rep), Seconds: el.Seconds(), Changed: changedOf(rep), DigestOnly: m.Header.RequiresFeature(format.FeatureDigestOnly)}
 	if rf != nil {

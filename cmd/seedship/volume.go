@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -105,7 +106,34 @@ func openImageStore(c *cli.Context, locs []string) (store.Store, *volume.Set, er
 	if err != nil {
 		return nil, nil, volumeError(c, err)
 	}
+	// One bay at the source: the last drive holds the manifest the
+	// earlier ones lack; it is kept on this host for them.
+	_ = keepManifests(c.Context, set) // best effort: without it, the earlier drives are read with the last one
+	if err := needsLastDrive(c, set); err != nil {
+		return nil, nil, err
+	}
 	return set, set, nil
+}
+
+// needsLastDrive refuses (bad input) volumes that are all drives filled
+// before a capture went on to later ones (one bay at the source) when no
+// manifest is among them: it is on the last drive, which must be given.
+func needsLastDrive(c *cli.Context, set *volume.Set) error {
+	if set.CountKnown() {
+		return nil
+	}
+	if _, err := set.Stat(c.Context, format.ManifestKey); err == nil {
+		return nil
+	}
+	vs := set.Volumes()
+	if len(vs) == 0 || !vs[0].Label.CountUnknown {
+		return nil // an unfinished capture: the reader says so
+	}
+	if adoptKept(set) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %s is volume %d of image %s, filled before the capture went on to later drives (the count was not known when it was labelled): the manifest is on the last drive of the capture; give it too, or give it first on its own (restore --partial keeps its manifest on this host for the others)",
+		engine.ErrBadInput, c.Command.Name, vs[0].Loc, vs[0].Volume, vs[0].Label.ImageID)
 }
 
 // volumesLine says which volumes of a set are present and what may be
@@ -116,8 +144,14 @@ func volumesLine(set *volume.Set) string {
 	if miss := set.Missing(); len(miss) > 0 {
 		line += fmt.Sprintf(", missing %s", joinInts(miss))
 	}
-	if len(vs) > 0 && vs[0].Label.MayLose != nil {
-		lose := *vs[0].Label.MayLose
+	// The labels of drives detached before the capture ended (one bay
+	// at the source) do not know what may be lost; the last one's does.
+	at := slices.IndexFunc(vs, func(v volume.VolumeInfo) bool { return v.Label.MayLose != nil })
+	if len(vs) > 0 && vs[0].Label.CountUnknown && !set.CountKnown() {
+		line = fmt.Sprintf("%d of at least %d volume(s) present (drives filled before the capture went on to later ones; the last drive holds the manifest)", len(vs), set.Count())
+	}
+	if at >= 0 {
+		lose := *vs[at].Label.MayLose
 		line += "; " + mayLoseText(lose, set.Count(), set.Layout())
 		if miss := len(set.Missing()); miss > lose {
 			line += fmt.Sprintf("; %d missing is more than may be lost: bring the missing volumes (parity still rebuilds what it can)", miss)
@@ -219,10 +253,20 @@ func readBackError(checks []volume.Check) error {
 func labelText(l *volume.Label) string {
 	var b strings.Builder
 	row := func(k, f string, a ...any) { fmt.Fprintf(&b, "%-14s %s\n", k+":", fmt.Sprintf(f, a...)) }
-	fmt.Fprintf(&b, "SEEDSHIP COURIER VOLUME %d OF %d\n", l.Volume, l.Volumes)
-	if l.Complete {
+	switch {
+	case l.CountUnknown:
+		// One bay at the source: written before the later drives existed.
+		fmt.Fprintf(&b, "SEEDSHIP COURIER VOLUME %d OF AT LEAST %d (COUNT NOT KNOWN WHEN LABELLED)\n", l.Volume, l.Volumes)
+	default:
+		fmt.Fprintf(&b, "SEEDSHIP COURIER VOLUME %d OF %d\n", l.Volume, l.Volumes)
+	}
+	switch {
+	case l.Complete:
 		row("image", "%s", l.ImageID)
-	} else {
+	case l.CountUnknown && l.ImageID != "":
+		row("image", "%s", l.ImageID)
+		row("shipment", "this drive filled up and the capture went on to later drives: ship it with them; the last one holds the manifest and the count")
+	default:
 		row("image", "UNFINISHED capture %s: not ready to ship; continue it with seedship capture --resume", l.SetID)
 	}
 	src := l.Source.String()

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -42,6 +44,20 @@ func isVolumeDir(loc string) bool {
 // joining), the engine writes through the set, the labels get the
 // image's facts, and every volume is read back from the drive.
 func captureVolumes(c *cli.Context, p *printer, source string, dests []string, opts engine.CaptureOptions) error {
+	orig := opts
+	err := captureVolumesRun(c, p, source, dests, opts)
+	in, ok := promptInput(p)
+	if !ok {
+		return err
+	}
+	return promptNextDrives(c, p, in, err, func(drive string) error {
+		next := orig
+		next.Resume = true
+		return captureVolumesRun(c, p, source, []string{drive}, next)
+	}, source)
+}
+
+func captureVolumesRun(c *cli.Context, p *printer, source string, dests []string, opts engine.CaptureOptions) error {
 	var volSize int64
 	if c.IsSet("volume-size") {
 		v, err := parseSize(c.String("volume-size"))
@@ -87,6 +103,19 @@ func captureVolumes(c *cli.Context, p *printer, source string, dests []string, o
 		}
 	}
 	host, _ := os.Hostname()
+	srcDesc := volumeSourceOf(src, host)
+	// One bay at the source: the full drives may have gone ahead, their
+	// part of the capture recorded in a state file on this host.
+	var cont *continuation
+	if opts.Resume {
+		if cont, err = findContinuation(c.Context, srcDesc, members); err != nil {
+			return err
+		}
+	}
+	var detached []volume.Label
+	if cont != nil {
+		detached = cont.labels()
+	}
 	layout := volume.RotateLayout(0, 0)
 	if opts.Parity != nil {
 		layout = volume.RotateLayout(opts.Parity.K, opts.Parity.M)
@@ -95,16 +124,27 @@ func captureVolumes(c *cli.Context, p *printer, source string, dests []string, o
 	if !opts.Resume {
 		reserve = manifestReserve(src.Info.Size, opts.ChunkSize, layout.Parity)
 	}
-	set, err := volume.Create(c.Context, members, volume.CreateOptions{Layout: layout, Source: volumeSourceOf(src, host),
-		VolumeSize: volSize, Reserve: reserve, Resume: opts.Resume, Classify: classifyKey})
+	labelSource := srcDesc
+	if opts.Encrypt != nil {
+		// The labels are readable by whoever holds the drive: an
+		// encrypted image's name only the size and kind of its source.
+		labelSource = volume.Source{Kind: srcDesc.Kind, Size: srcDesc.Size}
+	}
+	set, err := volume.Create(c.Context, members, volume.CreateOptions{Layout: layout, Source: labelSource, Encrypted: opts.Encrypt != nil,
+		VolumeSize: volSize, Reserve: reserve, Resume: opts.Resume, Detached: detached, Classify: classifyKey})
 	if err != nil {
 		return volumeError(c, err)
 	}
-	res, err := engine.Capture(c.Context, src, set, opts)
+	var res *engine.CaptureResult
+	if cont != nil {
+		res, err = engine.ContinueCapture(c.Context, src, set, opts, cont.engine)
+	} else {
+		res, err = engine.Capture(c.Context, src, set, opts)
+	}
 	p.endProgress()
 	if err != nil {
 		if errors.Is(err, store.ErrNoSpace) && engine.KindOf(err) == engine.KindResumable {
-			return volumesFull(c, err, set, source, dests, src.Info.Size)
+			return volumesFull(c, err, set, source, dests, srcDesc, cont)
 		}
 		return canContinue(err, opts.Resume || holdsCheckpoint(c, set))
 	}
@@ -115,6 +155,8 @@ func captureVolumes(c *cli.Context, p *printer, source string, dests []string, o
 	if err := set.Finish(c.Context, facts); err != nil {
 		return fmt.Errorf("the image is complete, but its volume labels could not be finished: %w", err)
 	}
+	// The image is complete: a continuation state of it has served.
+	removeContinuations(h.ImageID)
 	skip := c.Bool("no-readback")
 	var checks []volume.Check
 	if !skip {
@@ -127,7 +169,7 @@ func captureVolumes(c *cli.Context, p *printer, source string, dests []string, o
 	if err := p.emitJSON(captureJSON{Source: source, Dest: set.String(), Size: h.Size, ChunkSize: h.ChunkSize,
 		storedJSON: storedOf(m), SHA256: h.SHA256, ManifestSHA256: facts.ManifestSHA256, ResumedAt: res.ResumedAt,
 		SourceRead: res.ReadBytes, Seconds: secs, BytesPerSecond: float64(h.Size) / secs,
-		Volumes: volumesJSON(set, checks, skip), VolumesMayBeLost: &lose}); err != nil {
+		Volumes: volumesJSON(set, checks, skip), VolumesMayBeLost: &lose, Encrypted: encryptedOf(h.Encryption)}); err != nil {
 		return err
 	}
 	if res.ResumedAt > 0 {
@@ -140,6 +182,7 @@ func captureVolumes(c *cli.Context, p *printer, source string, dests []string, o
 	p.summary("captured %s (%d bytes) from %s onto %d volume(s): stored %s in %d segment(s)%s, %d of %d chunks zero, %s at %s\nsha256 %s",
 		human(h.Size), h.Size, source, set.Count(), human(h.StoredBytes), len(m.Segments), par, h.ZeroChunks, h.Chunks,
 		res.Elapsed.Round(time.Millisecond), rate(h.Size, res.Elapsed), h.SHA256)
+	encryptionSummary(p, h)
 	for i, v := range set.Volumes() {
 		line := fmt.Sprintf("volume %d of %d (%s): %d file(s), %s", v.Volume, set.Count(), v.Loc, v.Files, human(v.Bytes))
 		switch {
@@ -149,6 +192,9 @@ func captureVolumes(c *cli.Context, p *printer, source string, dests []string, o
 			line = checkLine(checks[i])
 		}
 		p.summary("%s", line)
+	}
+	if n := set.Detached(); n > 0 {
+		p.summary("volumes 1 to %d: filled earlier and not attached; their labels say the count was not known then (this run's last volume holds the manifest)", n)
 	}
 	p.summary("%s; print each drive's label with: seedship label VOL", mayLoseText(lose, set.Count(), set.Layout()))
 	return readBackError(checks)
@@ -197,20 +243,75 @@ func manifestReserve(size int64, chunkSize, m int) int64 {
 type volumesFullError struct {
 	err    error
 	advice string
+	// oneBay says the state to continue without the full drives was
+	// kept: the next drive alone continues the capture.
+	oneBay bool
 }
 
 func (e *volumesFullError) Error() string { return e.err.Error() + "; " + e.advice }
 func (e *volumesFullError) Unwrap() error { return e.err }
 
-func volumesFull(c *cli.Context, err error, set *volume.Set, source string, dests []string, size int64) error {
-	need := "more space is needed"
-	if est, most, ok := remainingEstimate(c, set, size); ok {
-		need = fmt.Sprintf("about %s more is needed at the rate the source has been stored so far (up to %s if the rest does not compress)", human(est), human(most))
+// volumesFull ends a capture whose volumes are full: it keeps on this
+// host what continuing needs without those drives (one bay at the
+// source), marks their labels as written before the count was known, and
+// says how much more is needed and the command that continues onto a new
+// drive alone. If the state cannot be kept, the command continues with
+// every drive attached, as before.
+func volumesFull(c *cli.Context, err error, set *volume.Set, source string, dests []string, src volume.Source, prior *continuation) error {
+	ctx := context.WithoutCancel(c.Context)
+	var priorEngine *engine.Continuation
+	if prior != nil {
+		priorEngine = prior.engine
 	}
-	argv := append(append([]string{"seedship", "capture", "--resume"}, givenFlags(c, "resume")...), source)
-	argv = append(argv, dests...)
-	return &volumesFullError{err: err, advice: fmt.Sprintf("the volumes are full and nothing is lost: %s; to continue, attach another empty drive (or several) and run: %s NEW-DRIVE",
-		need, shellJoin(argv))}
+	ct, serr := engine.SuspendCapture(ctx, set, priorEngine)
+	var labels []volume.Label
+	if serr == nil {
+		labels, serr = set.Suspend(ctx, ct.ImageID())
+	}
+	var path string
+	if serr == nil {
+		path, serr = saveContinuation(ct, labels, src)
+	}
+	argv := append(append([]string{"seedship", "capture", "--resume"}, givenFlags(c, "resume", flagRecipient, flagRecipientsFile)...), source)
+	if serr != nil {
+		need := "more space is needed"
+		if est, most, ok := remainingEstimate(c, set, src.Size); ok {
+			need = fmt.Sprintf("about %s more is needed at the rate the source has been stored so far (up to %s if the rest does not compress)", human(est), human(most))
+		}
+		every := "attach another empty drive (or several) and run"
+		if prior != nil {
+			every = fmt.Sprintf("attach every drive of the capture (volumes 1 to %d) and another empty one, and run the same with all of them", set.Count())
+		}
+		return &volumesFullError{err: err, advice: fmt.Sprintf("the volumes are full and nothing is lost: %s; the state to continue without them could not be kept (%v); to continue, %s: %s NEW-DRIVE",
+			need, serr, every, shellJoin(append(argv, dests...)))}
+	}
+	est, most := remainingFrom(ct, src.Size)
+	gone := fmt.Sprintf("volumes 1 to %d", set.Count())
+	if set.Count() == 1 {
+		gone = "volume 1"
+	}
+	stuck := ""
+	if prior != nil && ct.Stored() == prior.engine.Stored() {
+		stuck = fmt.Sprintf(" (nothing more fitted on %s: give a larger drive)", strings.Join(dests, ", "))
+	}
+	return &volumesFullError{err: err, advice: fmt.Sprintf("the volumes are full and nothing is lost: about %s more is needed at the rate the source has been stored so far (up to %s if the rest does not compress)%s; "+
+		"what continuing needs is kept in %s, so %s may be detached and shipped; to continue, attach another empty drive and run: %s NEW-DRIVE",
+		human(est), human(most), stuck, path, gone, shellJoin(argv)), oneBay: true}
+}
+
+// remainingFrom estimates what the rest of a stopped capture needs from
+// its continuation state, as remainingEstimate does from the drives.
+func remainingFrom(ct *engine.Continuation, size int64) (est, most int64) {
+	m, k := ct.ParityPerData()
+	done := ct.Done()
+	rest := size - done
+	manifests := manifestReserve(size, ct.ChunkSize(), m)
+	most = rest + rest*int64(m)/int64(k) + manifests
+	if done <= 0 {
+		return most, most
+	}
+	est = int64(float64(rest)*float64(ct.StoredBytes())/float64(done)) + manifests
+	return min(est, most), most
 }
 
 // remainingEstimate estimates what the rest of a capture that stopped
@@ -279,6 +380,10 @@ outer:
 		case bool:
 			if v {
 				out = append(out, "--"+name)
+			}
+		case []string: // a repeatable flag: once per value
+			for _, s := range v {
+				out = append(out, "--"+name, s)
 			}
 		default:
 			out = append(out, "--"+name, fmt.Sprint(v))

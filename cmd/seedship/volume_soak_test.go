@@ -70,3 +70,12 @@ func TestVolumesFullSize(t *testing.T) {
 	must(t, append(append([]string{argv[1], "-q"}, argv[2:]...), more...)...)
 	restoreFrom(append(more, fvols...))
 }
+
+// TestOneBayFullSize is TestOneBay at issue 9's size: a realistic 1 GiB
+// ext4 image onto loop-mounted 300 MiB drives capped at 100 MiB, filled
+// one at a time with only the new drive attached.
+//
+//	go test -tags soak -count=1 -run TestOneBayFullSize ./cmd/seedship/
+func TestOneBayFullSize(t *testing.T) {
+	testOneBay(t, 1024, 300*mib, "--volume-size", "100MiB")
+}

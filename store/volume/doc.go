@@ -47,11 +47,30 @@
 // drive is caught before it leaves. [CheckVolume] does the same later for a
 // single volume, from its label alone.
 //
+// # One bay at the source
+//
+// A capture whose volumes are full may go on with only a new drive
+// attached: [Set.Suspend] records the image ID and CountUnknown in the
+// labels of the full drives (their count is only a lower bound: more
+// drives follow) and returns every label so far, which the caller keeps
+// on the source host with the engine's state; [Create] with
+// CreateOptions.Detached continues the set onto new drives alone,
+// numbering them after the detached ones and refusing a detached drive
+// given again, a drive of another capture and one that is not empty. The
+// detached drives' labels are never written again; the last drive's,
+// written by [Set.Finish], lists them (Detached) and the whole set. Every
+// segment, and with parity every stripe, is on one drive: a stopped run's
+// segments past its checkpoint are removed before the drive is detached.
+//
 // # Reading
 //
 // [Open] reads the labels of the volumes given, refuses (one line, naming
 // the path) a volume of another image, a duplicate, and a stale volume of an
 // earlier capture of the same source, and serves the union of what the
 // present volumes hold: a missing volume looks like missing segments, which
-// the image reader rebuilds from parity when the placement allows.
+// the image reader rebuilds from parity when the placement allows. The
+// count is the largest the labels say, so a set whose earlier labels say
+// CountUnknown is completed by its last drive's label; drives detached
+// before the capture ended lack the manifest, which [Set.Adopt] supplies
+// from what a reader kept of the last drive.
 package volume

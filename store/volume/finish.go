@@ -23,13 +23,19 @@ type Facts struct {
 func (s *Set) Finish(ctx context.Context, f Facts) error {
 	sums := s.summaries()
 	lose := s.MayLose()
+	var detached []int
+	for i := range s.detached {
+		detached = append(detached, s.detached[i].Volume)
+	}
 	start, end := f.CaptureStart.UTC(), f.CaptureEnd.UTC()
 	for _, v := range s.vols {
 		v.mu.Lock()
 		l := &v.label
-		l.ImageID, l.Size, l.SHA256, l.ManifestSHA256 = f.ImageID, f.Size, f.SHA256, f.ManifestSHA256
-		l.CaptureStart, l.CaptureEnd = &start, &end
-		l.Complete, l.Set, l.MayLose = true, sums, &lose
+		l.ImageID, l.Size, l.ManifestSHA256 = f.ImageID, f.Size, f.ManifestSHA256
+		if !s.encrypted {
+			l.SHA256, l.CaptureStart, l.CaptureEnd = f.SHA256, &start, &end
+		}
+		l.Complete, l.CountUnknown, l.Set, l.MayLose, l.Detached = true, false, sums, &lose, detached
 		err := v.writeLabelLocked(ctx)
 		v.mu.Unlock()
 		if err != nil {
@@ -40,30 +46,34 @@ func (s *Set) Finish(ctx context.Context, f Facts) error {
 }
 
 func (s *Set) summaries() []Summary {
-	out := make([]Summary, 0, len(s.vols))
+	out := s.detachedSummaries()
 	for _, v := range s.vols {
 		v.mu.Lock()
 		n, b := v.label.Holds()
 		out = append(out, Summary{Volume: v.number, Files: n, Bytes: b})
 		v.mu.Unlock()
 	}
+	slices.SortFunc(out, func(a, b Summary) int { return cmp.Compare(a.Volume, b.Volume) })
 	return out
 }
 
 // MayLose is how many whole volumes of the set may be lost, any of them,
 // with every stripe still rebuildable, judged from where the shards of
 // each stripe actually are on the present volumes (call it with every
-// volume present): for each stripe, the largest n such that the n volumes
+// volume present, or detached with its label known): for each stripe, the largest n such that the n volumes
 // holding most of its shards hold at most M of them. It is 0 without
 // parity (unless no volume holds a segment) and never more than V-1.
 func (s *Set) MayLose() int {
-	labels := make([]*Label, len(s.vols))
-	for i, v := range s.vols {
+	labels := make([]*Label, 0, len(s.detached)+len(s.vols))
+	for i := range s.detached {
+		labels = append(labels, &s.detached[i])
+	}
+	for _, v := range s.vols {
 		v.mu.Lock()
 		l := v.label
 		l.Files = slices.Clone(v.label.Files)
 		v.mu.Unlock()
-		labels[i] = &l
+		labels = append(labels, &l)
 	}
 	return MayLose(labels, s.layout, s.count)
 }

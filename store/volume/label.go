@@ -69,6 +69,12 @@ type Source struct {
 	Model  string `json:"model,omitempty"`
 }
 
+// sameSource reports whether two labels name the same source; an
+// encrypted image's label does not say which source it is.
+func (l *Label) sameSource(ref *Label) bool {
+	return !l.Encrypted && !ref.Encrypted && l.Source.same(ref.Source)
+}
+
 // same reports whether a and b name the same source: by serial and WWN
 // when both know either, else by host and path.
 func (a Source) same(b Source) bool {
@@ -80,6 +86,9 @@ func (a Source) same(b Source) bool {
 
 // String names the source for messages: "/dev/sdb1 on host-a".
 func (a Source) String() string {
+	if a.Path == "" { // an encrypted image's label names no source
+		return fmt.Sprintf("a source of %d bytes", a.Size)
+	}
 	if a.Host == "" {
 		return a.Path
 	}
@@ -129,7 +138,20 @@ type Label struct {
 	// Reserve is the part of Cap kept for the files every volume holds.
 	Reserve int64 `json:"reserve,omitempty"`
 	// Complete is set once the manifest is on every volume.
-	Complete       bool       `json:"complete"`
+	Complete bool `json:"complete"`
+	// Encrypted marks a volume of an encrypted image: its Source holds
+	// only the size and kind, and SHA256, CaptureStart and CaptureEnd
+	// are absent, because the manifest seals them (spec §11.5).
+	Encrypted bool `json:"encrypted,omitempty"`
+	// CountUnknown says the set was still open when this label was last
+	// written: the volume filled up and the capture continued on later
+	// drives with this one detached (one bay at the source), so Volumes
+	// is only a lower bound and the manifest is on the last drive.
+	CountUnknown bool `json:"count_unknown,omitempty"`
+	// Detached lists, in the labels written when the capture completed,
+	// the volumes that filled and were detached before then (one bay at
+	// the source): they hold neither the manifest nor a final label.
+	Detached       []int      `json:"detached,omitempty"`
 	Size           int64      `json:"size,omitempty"`   // source size
 	SHA256         string     `json:"sha256,omitempty"` // whole-source SHA-256
 	CaptureStart   *time.Time `json:"capture_start,omitempty"`
@@ -188,6 +210,14 @@ func (l *Label) validate() error {
 	}
 	if err := l.Layout.validate(); err != nil {
 		return err
+	}
+	for _, n := range l.Detached {
+		if n < 1 || n > l.Volumes {
+			return fmt.Errorf("detached volume %d outside 1 … %d", n, l.Volumes)
+		}
+	}
+	if len(l.Detached) > MaxVolumes {
+		return fmt.Errorf("%d detached volumes, at most %d", len(l.Detached), MaxVolumes)
 	}
 	seen := make(map[string]bool, len(l.Files))
 	for _, f := range l.Files {

@@ -60,6 +60,11 @@ type CreateOptions struct {
 	Layout Layout
 	// Source identifies the captured device in the labels.
 	Source Source
+	// Encrypted marks the labels of an encrypted image (spec §10.1,
+	// §11): Source should then hold only the size and kind, and Finish
+	// leaves out the whole-source SHA-256 and the capture times, which
+	// the manifest seals.
+	Encrypted bool
 	// VolumeSize caps what each volume holds (0: no cap but the free
 	// space less [Margin]).
 	VolumeSize int64
@@ -70,7 +75,14 @@ type CreateOptions struct {
 	Reserve int64
 	// Resume continues the capture the labelled volumes among members
 	// hold; members without a label must be empty and join the set.
-	Resume   bool
+	Resume bool
+	// Detached are the labels of earlier volumes of the set that are not
+	// attached (full drives gone to the courier), as [Set.Suspend]
+	// returned them when the capture stopped: with Resume, the members
+	// need not include them, and they count as present for numbering,
+	// the set's summary and [Set.MayLose]. A member that is one of them
+	// is refused.
+	Detached []Label
 	Classify Classify
 }
 
@@ -84,7 +96,15 @@ type Set struct {
 	setID    string
 	created  time.Time
 	source   Source
-	write    bool // created by Create: writes allowed
+	// encrypted: the labels leave out what the manifest seals.
+	encrypted bool
+	write     bool // created by Create: writes allowed
+	// detached are the labels of earlier volumes not attached (one bay
+	// at the source), from CreateOptions.Detached.
+	detached []Label
+	// kept serves the files every volume of a complete set holds when no
+	// present volume has them (Adopt).
+	kept store.Store
 
 	mu       sync.Mutex
 	index    map[string][]*vol // key → the present volumes that hold it
@@ -144,7 +164,7 @@ func OpenMembers(ctx context.Context, members []Member) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Set{layout: ref.Layout, setID: ref.SetID, created: ref.Created, source: ref.Source,
+	s := &Set{layout: ref.Layout, setID: ref.SetID, created: ref.Created, source: ref.Source, encrypted: ref.Encrypted,
 		index: map[string][]*vol{}, verified: map[string]*vol{}}
 	for i, l := range labels {
 		s.count = max(s.count, l.Volumes)
@@ -172,12 +192,15 @@ func Create(ctx context.Context, members []Member, opts CreateOptions) (*Set, er
 	if err != nil {
 		return nil, err
 	}
-	s := &Set{classify: opts.Classify, write: true, source: opts.Source, index: map[string][]*vol{}, verified: map[string]*vol{}}
+	s := &Set{classify: opts.Classify, write: true, source: opts.Source, encrypted: opts.Encrypted, index: map[string][]*vol{}, verified: map[string]*vol{}}
 	if s.classify == nil {
 		s.classify = func(string) Role { return Role{Kind: Everywhere} }
 	}
+	if len(opts.Detached) > 0 && !opts.Resume {
+		return nil, fmt.Errorf("%w: detached volumes are for a resumed capture", ErrRefused)
+	}
 	if opts.Resume {
-		err = s.resumeVolumes(ctx, members, labels)
+		err = s.resumeVolumes(ctx, members, labels, opts.Detached)
 	} else if err = s.freshVolumes(members, labels, opts.Layout); err == nil {
 		for _, m := range members {
 			if err = requireEmpty(ctx, m); err != nil {
@@ -233,18 +256,21 @@ func (s *Set) freshVolumes(members []Member, labels []*Label, layout Layout) err
 	for i, m := range members {
 		v := &vol{m: m, number: i + 1}
 		v.label = Label{Format: LabelFormat, Version: LabelVersion, SetID: s.setID, Volume: v.number, Volumes: s.count,
-			Layout: layout, Source: s.source, Created: s.created, Files: []File{}}
+			Layout: layout, Source: s.source, Encrypted: s.encrypted, Created: s.created, Files: []File{}}
 		s.vols = append(s.vols, v)
 	}
 	return nil
 }
 
-func (s *Set) resumeVolumes(ctx context.Context, members []Member, labels []*Label) error {
+func (s *Set) resumeVolumes(ctx context.Context, members []Member, labels []*Label, detached []Label) error {
 	var labelled []int
 	for i, l := range labels {
 		if l != nil {
 			labelled = append(labelled, i)
 		}
+	}
+	if len(detached) > 0 {
+		return s.continueVolumes(ctx, members, labels, detached)
 	}
 	if len(labelled) == 0 {
 		return refuse(ErrNoLabel, "none of %s holds a volume label (%s): there is no interrupted capture to continue; run the capture without --resume",
@@ -255,6 +281,7 @@ func (s *Set) resumeVolumes(ctx context.Context, members []Member, labels []*Lab
 		return err
 	}
 	s.layout, s.setID, s.created, s.source = ref.Layout, ref.SetID, ref.Created, ref.Source
+	s.encrypted = s.encrypted || ref.Encrypted
 	old := 0
 	have := map[int]bool{}
 	for _, i := range labelled {
@@ -267,23 +294,9 @@ func (s *Set) resumeVolumes(ctx context.Context, members []Member, labels []*Lab
 				n, old, describe(ref))
 		}
 	}
-	next := old
-	for i, l := range labels {
-		v := &vol{m: members[i]}
-		if l != nil {
-			v.number, v.label = l.Volume, *l
-			_, v.used = l.Holds()
-		} else {
-			if err := requireEmpty(ctx, members[i]); err != nil {
-				return err
-			}
-			next++
-			v.number = next
-			// A new volume keeps the same room for the manifest as the others.
-			v.label = Label{Format: LabelFormat, Version: LabelVersion, SetID: s.setID, Volume: v.number,
-				Layout: s.layout, Source: s.source, Created: s.created, Reserve: ref.Reserve, Files: []File{}}
-		}
-		s.vols = append(s.vols, v)
+	next, err := s.addVolumes(ctx, members, labels, old, ref, "")
+	if err != nil {
+		return err
 	}
 	s.count = next
 	for _, v := range s.vols {
@@ -369,7 +382,7 @@ func oneSet(members []Member, labels []*Label) (*Label, error) {
 			continue
 		}
 		if l.SetID != ref.SetID || (l.ImageID != "" && ref.ImageID != "" && l.ImageID != ref.ImageID) {
-			if l.Source.same(ref.Source) {
+			if l.sameSource(ref) {
 				when := "an earlier"
 				if l.Created.After(ref.Created) {
 					when = "a later"
@@ -807,6 +820,11 @@ func (s *Set) Get(ctx context.Context, key string, off, length int64) (io.ReadCl
 			return nil, err
 		}
 	}
+	if len(vs) == 0 && s.kept != nil {
+		if rc, kerr := s.kept.Get(ctx, key, off, length); kerr == nil || !errors.Is(kerr, store.ErrNotExist) {
+			return rc, kerr
+		}
+	}
 	return nil, err
 }
 
@@ -827,6 +845,11 @@ func (s *Set) Stat(ctx context.Context, key string) (store.Info, error) {
 			return store.Info{}, err
 		}
 	}
+	if s.kept != nil && len(s.holders(key)) == 0 {
+		if info, kerr := s.kept.Stat(ctx, key); kerr == nil || !errors.Is(kerr, store.ErrNotExist) {
+			return info, kerr
+		}
+	}
 	return store.Info{}, err
 }
 
@@ -835,15 +858,23 @@ func (s *Set) Stat(ctx context.Context, key string) (store.Info, error) {
 // order. Labels are not listed.
 func (s *Set) List(ctx context.Context, prefix string, fn func(store.Info) error) error {
 	all := map[string]store.Info{}
+	sources := make([]store.Store, 0, len(s.vols)+1)
+	names := make([]string, 0, len(s.vols)+1)
 	for _, v := range s.vols {
-		err := v.m.Store.List(ctx, prefix, func(i store.Info) error {
+		sources, names = append(sources, v.m.Store), append(names, v.String())
+	}
+	if s.kept != nil {
+		sources, names = append(sources, s.kept), append(names, "the kept manifest of the last volume")
+	}
+	for i, st := range sources {
+		err := st.List(ctx, prefix, func(i store.Info) error {
 			if _, ok := all[i.Key]; !ok && i.Key != LabelKey {
 				all[i.Key] = i
 			}
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("list %s: %w", v, err)
+			return fmt.Errorf("list %s: %w", names[i], err)
 		}
 	}
 	keys := make([]string, 0, len(all))
@@ -966,3 +997,28 @@ var (
 	_ store.Cleaner     = (*Set)(nil)
 	_ store.Connections = (*Set)(nil)
 )
+
+// addVolumes adds members to the set: a labelled one as its label says,
+// an unlabelled one (which must be empty) as volume next+1, next+2, …
+// of image imageID ("" before the manifest), with ref's room for the
+// manifest. It returns the highest number it gave.
+func (s *Set) addVolumes(ctx context.Context, members []Member, labels []*Label, next int, ref *Label, imageID string) (int, error) {
+	for i, l := range labels {
+		v := &vol{m: members[i]}
+		if l != nil {
+			v.number, v.label = l.Volume, *l
+			_, v.used = l.Holds()
+		} else {
+			if err := requireEmpty(ctx, members[i]); err != nil {
+				return next, err
+			}
+			next++
+			v.number = next
+			// A new volume keeps the same room for the manifest as the others.
+			v.label = Label{Format: LabelFormat, Version: LabelVersion, SetID: s.setID, ImageID: imageID, Volume: v.number,
+				Layout: s.layout, Source: s.source, Encrypted: s.encrypted, Created: s.created, Reserve: ref.Reserve, Files: []File{}}
+		}
+		s.vols = append(s.vols, v)
+	}
+	return next, nil
+}
