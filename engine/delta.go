@@ -11,11 +11,14 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"time"
 
+	"filippo.io/age"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/seedship/seedship/format"
+	"github.com/seedship/seedship/seal"
 	"github.com/seedship/seedship/seed"
 	"github.com/seedship/seedship/store"
 )
@@ -82,6 +85,11 @@ type DeltaOptions struct {
 	// SignManifest, if set, signs the delta's manifest (see
 	// CaptureOptions.SignManifest).
 	SignManifest func(manifest []byte) ([]byte, error)
+	// Identities open an encrypted base (spec §11): age identities of
+	// one of its recipients, or seal.PassphraseIdentity of its
+	// passphrase. The delta is then encrypted under the base's root key
+	// for the same recipients (spec §12). A plaintext base needs none.
+	Identities []age.Identity
 
 	imageID *[16]byte // tests: a fixed image ID
 }
@@ -108,20 +116,25 @@ type DeltaResult struct {
 // its manifest and segment indexes, never a payload. A base that is
 // itself a delta needs the images it builds on (opts.Chain); the delta of
 // a delta then applies onto a target that received the base delta. A
-// source smaller than the base is refused.
+// source smaller than the base is refused. An encrypted base needs
+// opts.Identities (else ErrBadInput, nothing written); the delta is then
+// encrypted under the base's root key for the same recipients (spec
+// §12), and an encrypted base that is itself a delta is refused.
 //
 // A delta that fails or is interrupted removes what it wrote (dst was
 // empty, and it held dst's writer lock), so the same command can be run
 // again; the errors are [Resumable] or interrupted accordingly.
 func Delta(ctx context.Context, base store.Store, src *Source, dst store.Store, opts DeltaOptions) (*DeltaResult, error) {
 	start := time.Now()
-	bim, err := openImage(ctx, base)
+	bim, _, err := openKeyed(ctx, base, nil, opts.Identities, keyRequired)
 	if err != nil {
 		return nil, fmt.Errorf("base: %w", err)
 	}
 	bm := bim.Manifest()
-	if bm.Encrypted() {
-		return nil, fmt.Errorf("%w: base %s is encrypted: this seedship makes deltas of plaintext images only; capture a full encrypted image of %s instead", ErrBadInput, base, src.Path)
+	if bm.Encrypted() && bm.Header.RequiresFeature(format.FeatureDelta) {
+		// Its kind base chunks' keyed digests are bound to its own
+		// base's chunks, which the base-digest table cannot say.
+		return nil, fmt.Errorf("%w: base %s is an encrypted delta: this seedship makes deltas of full encrypted images only; compute the delta against the full image, or capture a full encrypted image of %s", ErrBadInput, base, src.Path)
 	}
 	var chain []*seed.Image
 	for _, st := range opts.Chain {
@@ -130,7 +143,7 @@ func Delta(ctx context.Context, base store.Store, src *Source, dst store.Store, 
 			return nil, fmt.Errorf("chain image: %w", err)
 		}
 		if im.Encrypted() {
-			return nil, fmt.Errorf("%w: chain image %s is encrypted: this seedship makes deltas of plaintext images only", ErrBadInput, st)
+			return nil, fmt.Errorf("%w: chain image %s is encrypted: this seedship makes no delta of an encrypted delta; compute the delta against the full image", ErrBadInput, st)
 		}
 		chain = append(chain, im)
 	}
@@ -146,6 +159,9 @@ func Delta(ctx context.Context, base store.Store, src *Source, dst store.Store, 
 	}
 	d, err := planDelta(src, bim, dst, opts)
 	if err != nil {
+		return nil, err
+	}
+	if err := d.setKeys(); err != nil {
 		return nil, err
 	}
 	d.ib = ib
@@ -180,6 +196,32 @@ type deltaRun struct {
 	meter   *Meter
 	start   time.Time
 	wrote   bool // something may have been written to dst
+	// hasher is the delta's own: plain, or keyed with keys for an
+	// encrypted base, whose root key the delta shares (setKeys).
+	hasher *format.Hasher
+	keys   *seal.Keys
+	enc    *format.Encryption
+}
+
+// setKeys makes the delta of an encrypted base encrypted under the
+// base's root key (spec §12): its own keys derived for its image ID, the
+// base's wrapped copies of the root key, so that the base's identities
+// open it, and a hasher whose block digests are comparable with the
+// base's at the same place (the digest keys are per root key, §11.2).
+func (d *deltaRun) setKeys() error {
+	d.hasher = format.PlainHasher()
+	if !d.bm.Encrypted() {
+		return nil
+	}
+	keys, err := d.bm.Keys().ForImage(d.imageID)
+	if err != nil {
+		return err
+	}
+	be := d.bm.Header.Encryption
+	d.keys, d.hasher = keys, format.NewKeyedHasher(keys)
+	d.enc = &format.Encryption{Scheme: be.Scheme, AEAD: be.AEAD, KDF: be.KDF, WrappedKeys: slices.Clone(be.WrappedKeys),
+		Recipients: slices.Clone(be.Recipients), Passphrase: be.Passphrase}
+	return nil
 }
 
 // planDelta checks the options (with capture's rules) before anything is
@@ -217,7 +259,11 @@ type deltaJob struct {
 	raw    []byte
 	base   []format.BlockDigest // the base's digests of the unit's blocks below the base's end
 	blocks []format.BlockDigest // the source's, one per block of the unit
-	out    []byte               // payloads of the unit's changed chunks
+	// atBase are the source's keyed digests of the unit's blocks at the
+	// base's places (an encrypted delta whose chunk size is not the
+	// base's; unused otherwise).
+	atBase []format.BlockDigest
+	out    []byte // payloads of the unit's changed chunks
 	chunks []deltaChunk
 	done   chan struct{} // the worker finished
 	hashed chan struct{} // the whole-source hash took the unit
@@ -249,6 +295,12 @@ func (d *deltaRun) run(ctx context.Context) (*DeltaResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if d.keys != nil {
+		codec.SetKeys(d.keys)
+		if err := iw.SetKeys(d.keys); err != nil {
+			return nil, err
+		}
+	}
 	if co.Parity != nil {
 		err := iw.SetParity(*co.Parity, func(ps *format.ParitySegment) error {
 			r := io.MultiReader(bytes.NewReader(ps.Header), bytes.NewReader(ps.Rows), bytes.NewReader(ps.Trailer))
@@ -261,12 +313,19 @@ func (d *deltaRun) run(ctx context.Context) (*DeltaResult, error) {
 	pw := store.PutPipe(ctx, d.dst, format.BaseDigestsKey, -1)
 	bufw := bufio.NewWriterSize(pw, 256<<10)
 	counted := &countingWriter{w: bufw}
-	bdw, err := format.NewBaseDigestsWriter(counted, format.BaseDigestsHeader{ChunkSize: co.ChunkSize, Size: d.size, BaseSize: d.bm.Header.Size})
-	geo := bdw.Header()
+	bgeo := format.BaseDigestsHeader{ChunkSize: co.ChunkSize, Size: d.size, BaseSize: d.bm.Header.Size}
+	var bdw *format.BaseDigestsWriter
+	if d.keys != nil {
+		// The base's keyed digests are bound to the base's chunks.
+		bdw, err = format.NewKeyedBaseDigestsWriter(counted, bgeo, d.bm.Header.ChunkSize)
+	} else {
+		bdw, err = format.NewBaseDigestsWriter(counted, bgeo)
+	}
 	if err != nil {
 		pw.CloseWithError(err)
 		return nil, err
 	}
+	geo := bdw.Header()
 	whole := sha256.New()
 	res := &DeltaResult{Base: d.bm}
 	err = d.pipeline(ctx, shape, unit, codec, ib, whole, func(j *deltaJob) error {
@@ -326,6 +385,7 @@ func (d *deltaRun) run(ctx context.Context) (*DeltaResult, error) {
 		CaptureEnd:   time.Now().UTC(),
 		Base: &format.Base{ManifestSHA256: hex.EncodeToString(d.bm.Hash[:]), ImageID: d.bm.Header.ImageID,
 			DigestsSHA256: hex.EncodeToString(sum[:])},
+		Encryption: d.enc,
 	}
 	m, err := iw.Finish(hdr)
 	if err != nil {
@@ -363,7 +423,7 @@ func (d *deltaRun) run(ctx context.Context) (*DeltaResult, error) {
 func (d *deltaRun) pipeline(ctx context.Context, shape pipelineShape, unit int, codec *format.ChunkCodec, ib *imageBlocks, whole hash.Hash, sink func(*deltaJob) error) error {
 	free := make(chan *deltaJob, shape.jobs)
 	for range shape.jobs {
-		free <- &deltaJob{raw: make([]byte, unit), blocks: make([]format.BlockDigest, unit/blockSize),
+		free <- &deltaJob{raw: make([]byte, unit), blocks: make([]format.BlockDigest, unit/blockSize), atBase: make([]format.BlockDigest, unit/blockSize),
 			out: make([]byte, 0, unit+unit/64+4096), done: make(chan struct{}, 1), hashed: make(chan struct{}, 1)}
 	}
 	work := make(chan *deltaJob, shape.workers)
@@ -452,27 +512,47 @@ func (d *deltaRun) read(ctx context.Context, unit int, ib *imageBlocks, free <-c
 }
 
 // compare hashes the blocks of j's unit, compares each delta chunk's
-// blocks with the base's and encodes the chunks that changed. A delta is
-// a plaintext image of a plaintext base (Delta refuses an encrypted
-// one), so its digests are the plain sha256-tree's.
+// blocks with the base's and encodes the chunks that changed. A plaintext
+// delta's digests are the sha256-tree's, which ignore the place, so a
+// chunk's own block digests are compared. An encrypted delta's are keyed
+// and bound to their place (spec §11.4): each block is compared by its
+// digest at the base's place (the base's chunk index and block in it),
+// which is the delta's own only when both chunk sizes are equal.
 func (d *deltaRun) compare(j *deltaJob, codec *format.ChunkCodec) {
 	cs := d.opts.ChunkSize
+	bcs := int64(d.bm.Header.ChunkSize)
+	rebase := d.hasher.Keyed() && int64(cs) != bcs
+	baseSize := d.bm.Header.Size
 	j.chunks = j.chunks[:0]
 	for a := 0; a < len(j.raw); a += cs {
 		data := j.raw[a:min(a+cs, len(j.raw))]
 		fb := a / blockSize // the chunk's first block in the unit
 		blocks := j.blocks[fb : fb+format.NumBlocks(len(data))]
 		c := deltaChunk{index: uint64((j.off + int64(a)) / int64(cs))}
-		if format.IsZero(data) {
+		switch {
+		case d.hasher.Keyed():
+			c.ec.Hash = d.hasher.Chunk(c.index, data, blocks)
+		case format.IsZero(data):
 			// Free space is mostly zeros: one pass at memory speed
 			// instead of hashing every block.
 			c.ec.Hash = format.ZeroChunkHash(len(data))
 			zeroDigests(data, blocks)
-		} else {
+		default:
 			c.ec.Hash = format.ChunkHash(data, blocks)
 		}
-		for k := range blocks {
-			if fb+k >= len(j.base) || blocks[k] != j.base[fb+k] {
+		cmp := blocks
+		if rebase {
+			cmp = j.atBase[fb : fb+len(blocks)]
+			for k := range cmp {
+				o := j.off + int64(a) + int64(k)*blockSize
+				if o >= baseSize {
+					break // past the base's end: changed whatever it holds
+				}
+				cmp[k] = d.hasher.Block(uint64(o/bcs), int(o%bcs/blockSize), data[k*blockSize:min((k+1)*blockSize, len(data))])
+			}
+		}
+		for k := range cmp {
+			if fb+k >= len(j.base) || cmp[k] != j.base[fb+k] {
 				c.changed++
 			}
 		}

@@ -46,9 +46,6 @@ var ErrNotBaseState = errors.New("target is not in the delta's base state")
 func restoreDelta(ctx context.Context, im *seed.Image, img store.Store, target string, opts RestoreOptions, start time.Time) (*RestoreResult, error) {
 	m := im.Manifest()
 	b := m.Header.Base
-	if m.Encrypted() {
-		return nil, fmt.Errorf("%w: delta %s is encrypted: this seedship applies plaintext deltas only (it makes no encrypted ones)", ErrBadInput, img)
-	}
 	if b.DigestsSHA256 == "" {
 		return nil, fmt.Errorf("%w: delta %s has no base-digest table (base.digests_sha256), so the target cannot be checked against its base: compute the delta again with this seedship", ErrBadInput, img)
 	}
@@ -138,7 +135,15 @@ func checkDeltaTarget(ctx context.Context, im *seed.Image, t *restoreTarget, wor
 	}
 	geo := br.Header()
 	db := &imageBlocks{im: im, m: m, size: m.Header.Size, zero: zeroBlock}
+	if m.Encrypted() {
+		// Restore unlocked it (keyRequired): its zero chunks' digests are
+		// keyed and bound to their place.
+		if db.keyed, err = imageHasher(im); err != nil {
+			return nil, 0, err
+		}
+	}
 	defer db.close()
+	where := baseWhere{chunkSize: int64(br.BaseChunkSize())}
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -175,7 +180,7 @@ func checkDeltaTarget(ctx context.Context, im *seed.Image, t *restoreTarget, wor
 			buf := make([]byte, m.Header.ChunkSize)
 			blocks := make([]format.BlockDigest, format.NumBlocks(m.Header.ChunkSize))
 			for c := range work {
-				state, err := checkChunkOnTarget(m, geo, t, c, buf, blocks)
+				state, err := checkChunkOnTarget(m, geo, where, t, c, buf, blocks)
 				if err != nil {
 					return err
 				}
@@ -228,10 +233,25 @@ const (
 	chunkForeign                   // some block neither: refuse the target
 )
 
+// baseWhere says how the base's digests in a delta's base-digest table
+// are computed: plain ones (chunkSize 0) depend only on the bytes; an
+// encrypted delta's are keyed and bound to the block's place in the
+// base's chunks of chunkSize bytes (spec §11.4, §12).
+type baseWhere struct{ chunkSize int64 }
+
+// digest returns the base's kind of digest of block b, which begins at
+// byte off.
+func (w baseWhere) digest(h *format.Hasher, off int64, b []byte) format.BlockDigest {
+	if w.chunkSize == 0 {
+		return blockDigest(b)
+	}
+	return h.Block(uint64(off/w.chunkSize), int(off%w.chunkSize/blockSize), b)
+}
+
 // checkChunkOnTarget reads chunk c's range of the target and classifies
 // it. Bytes past the end of a file target (a grown source's delta, before
 // the file is extended) read as zeros, as they will after extending.
-func checkChunkOnTarget(m *format.Manifest, geo format.BaseDigestsHeader, t *restoreTarget, c deltaCheck, buf []byte, blocks []format.BlockDigest) (chunkState, error) {
+func checkChunkOnTarget(m *format.Manifest, geo format.BaseDigestsHeader, where baseWhere, t *restoreTarget, c deltaCheck, buf []byte, blocks []format.BlockDigest) (chunkState, error) {
 	off, length := m.ChunkRange(c.chunk)
 	data := buf[:length]
 	if err := readTarget(t, data, off); err != nil {
@@ -246,9 +266,9 @@ func checkChunkOnTarget(m *format.Manifest, geo format.BaseDigestsHeader, t *res
 		isBase := true // past the base's end anything may be there
 		if k < len(c.base) {
 			bs := off + int64(k)*blockSize
-			if bl := min(blockSize, geo.BaseSize-bs); bl < int64(min(blockSize, len(data)-k*blockSize)) {
-				// The base's short last block, in a grown source.
-				isBase = blockDigest(data[k*blockSize:k*blockSize+int(bl)]) == c.base[k]
+			bl := min(blockSize, geo.BaseSize-bs) // the base's short last block, in a grown source
+			if bl < int64(min(blockSize, len(data)-k*blockSize)) || where.chunkSize != 0 {
+				isBase = where.digest(m.Hasher(), bs, data[k*blockSize:k*blockSize+int(bl)]) == c.base[k]
 			} else {
 				isBase = blocks[k] == c.base[k]
 			}
@@ -257,7 +277,7 @@ func checkChunkOnTarget(m *format.Manifest, geo format.BaseDigestsHeader, t *res
 			return chunkForeign, nil
 		}
 	}
-	if allDelta && h == m.Chunks[c.chunk].Hash {
+	if allDelta && h == chunkHashOf(m, c.chunk) {
 		return chunkApplied, nil
 	}
 	return chunkBase, nil
@@ -317,7 +337,7 @@ func verifyWritten(ctx context.Context, m *format.Manifest, t *restoreTarget, ch
 				if err := readTarget(t, data, off); err != nil {
 					return Resumable(err)
 				}
-				if m.Hasher().Chunk(i, data, nil) != m.Chunks[i].Hash {
+				if m.Hasher().Chunk(i, data, nil) != chunkHashOf(m, i) {
 					return fmt.Errorf("%w: %s does not read back what was written at bytes %d-%d (chunk %d of the delta): the device may be failing; check it, then apply the delta again",
 						ErrIntegrity, t.path, off, off+length-1, i)
 				}
@@ -329,4 +349,16 @@ func verifyWritten(ctx context.Context, m *format.Manifest, t *restoreTarget, ch
 		})
 	}
 	return total, g.Wait()
+}
+
+// chunkHashOf returns the chunk hash the bytes of chunk i of the delta m
+// must have: its table's H, or for a zero chunk of an encrypted delta
+// (whose table H is 32 zero bytes, spec §11.4) the keyed digest of its
+// zeros at its place.
+func chunkHashOf(m *format.Manifest, i uint64) format.Hash {
+	if m.Chunks[i].Kind == format.KindZero && m.Encrypted() {
+		_, n := m.ChunkRange(i)
+		return m.Hasher().Zero(i, int(n), nil)
+	}
+	return m.Chunks[i].Hash
 }

@@ -851,32 +851,6 @@ func TestEncryptedPartialRestore(t *testing.T) {
 	sameFile(t, srcPath, target)
 }
 
-// TestEncryptedDeltaRefused: a delta of an encrypted base is refused in
-// one line before anything is written.
-func TestEncryptedDeltaRefused(t *testing.T) {
-	encStateHome(t)
-	key := newTestKey(t)
-	srcPath := mixedSource(t, 2<<20)
-	_, base, _ := encCapture(t, srcPath, encOpts("", key.r))
-	dstDir := filepath.Join(t.TempDir(), "delta")
-	dst, err := dir.New(dstDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := OpenSource(srcPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	_, err = Delta(context.Background(), base, src, dst, DeltaOptions{})
-	if KindOf(err) != KindBadInput || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "encrypted") {
-		t.Fatalf("delta of an encrypted base: %v (kind %v), want one line of bad input", err, KindOf(err))
-	}
-	if files := treeFiles(t, dstDir); len(files) != 0 {
-		t.Fatalf("refused delta wrote %v", files)
-	}
-}
-
 // TestEncryptedCopyAndFallback: a keyless copy of an encrypted image is
 // complete (its stored bytes checked against their stored digests), and
 // a restore of an image missing a segment takes it from that copy as its

@@ -94,6 +94,22 @@ type BaseDigestsWriter struct {
 // NewBaseDigestsWriter writes the table's header to w and returns the
 // writer of its entries.
 func NewBaseDigestsWriter(w io.Writer, hdr BaseDigestsHeader) (*BaseDigestsWriter, error) {
+	return newBaseDigestsWriter(w, hdr, 0)
+}
+
+// NewKeyedBaseDigestsWriter is NewBaseDigestsWriter for an encrypted
+// delta (spec §12): its digests are the base's keyed block digests, bound
+// to their place in the base's chunks, so the table records the base's
+// chunk size, with which a restore computes the target's digests at the
+// same places.
+func NewKeyedBaseDigestsWriter(w io.Writer, hdr BaseDigestsHeader, baseChunkSize int) (*BaseDigestsWriter, error) {
+	if !validChunkSize(baseChunkSize) {
+		return nil, fmt.Errorf("format: base chunk size %d", baseChunkSize)
+	}
+	return newBaseDigestsWriter(w, hdr, baseChunkSize)
+}
+
+func newBaseDigestsWriter(w io.Writer, hdr BaseDigestsHeader, baseChunkSize int) (*BaseDigestsWriter, error) {
 	if err := hdr.Validate(); err != nil {
 		return nil, err
 	}
@@ -105,6 +121,7 @@ func NewBaseDigestsWriter(w io.Writer, hdr BaseDigestsHeader) (*BaseDigestsWrite
 	binary.LittleEndian.PutUint32(b[12:], uint32(hdr.ChunkSize))
 	binary.LittleEndian.PutUint64(b[16:], uint64(hdr.Size))
 	binary.LittleEndian.PutUint64(b[24:], uint64(hdr.BaseSize))
+	binary.LittleEndian.PutUint32(b[32:], uint32(baseChunkSize))
 	if _, err := bw.w.Write(b); err != nil {
 		return nil, err
 	}
@@ -182,6 +199,8 @@ type BaseDigestsReader struct {
 	buf    []byte
 	blocks []BlockDigest
 	done   bool
+	// baseChunk is a keyed table's base chunk size, 0 in a plaintext one.
+	baseChunk int
 }
 
 // NewBaseDigestsReader reads and checks the table's header from r.
@@ -198,8 +217,14 @@ func NewBaseDigestsReader(r io.Reader) (*BaseDigestsReader, error) {
 	if v := binary.LittleEndian.Uint16(b[8:]); v != baseDigestsVersion {
 		return nil, fmt.Errorf("%w: base digests version %d", ErrVersion, v)
 	}
-	if binary.LittleEndian.Uint16(b[10:]) != 0 || binary.LittleEndian.Uint64(b[32:]) != 0 {
+	if binary.LittleEndian.Uint16(b[10:]) != 0 || binary.LittleEndian.Uint32(b[36:]) != 0 {
 		return nil, corruptf("base digests: reserved header bytes not zero")
+	}
+	if bc := int(binary.LittleEndian.Uint32(b[32:])); bc != 0 {
+		if !validChunkSize(bc) {
+			return nil, corruptf("base digests: base chunk size %d", bc)
+		}
+		br.baseChunk = bc
 	}
 	size, base := binary.LittleEndian.Uint64(b[16:]), binary.LittleEndian.Uint64(b[24:])
 	if size > 1<<62 || base > 1<<62 {
@@ -215,6 +240,11 @@ func NewBaseDigestsReader(r io.Reader) (*BaseDigestsReader, error) {
 
 // Header returns the table's geometry.
 func (br *BaseDigestsReader) Header() BaseDigestsHeader { return br.hdr }
+
+// BaseChunkSize returns the base's chunk size recorded by a keyed table
+// (an encrypted delta's: its digests are bound to the base's chunks),
+// or 0 for a plaintext table, whose digests are not bound to a place.
+func (br *BaseDigestsReader) BaseChunkSize() int { return br.baseChunk }
 
 // Next returns the next entry; its Blocks are valid until the next call.
 // After the last entry it checks the trailer (the entry count, the end
@@ -313,6 +343,10 @@ func WalkBaseDigests(br *BaseDigestsReader, m *Manifest, fn func(BaseDigestsEntr
 		return corruptf("base digests for chunks of %d bytes of a %d-byte source, the delta has %d and %d",
 			g.ChunkSize, g.Size, m.Header.ChunkSize, m.Header.Size)
 	}
+	if keyed := br.BaseChunkSize() != 0; keyed != m.Encrypted() {
+		return corruptf("base digests keyed %v (base chunk size %d), but the delta's encryption is %v: an encrypted delta's table holds keyed digests, a plaintext one's plain",
+			keyed, br.BaseChunkSize(), m.Encrypted())
+	}
 	next := uint64(0)
 	for {
 		e, err := br.Next()
@@ -363,8 +397,22 @@ func (m *Manifest) nextWritten(i uint64) (uint64, bool) {
 
 // EncodeBaseDigests encodes a whole table in memory (tests, small tables).
 func EncodeBaseDigests(hdr BaseDigestsHeader, entries []BaseDigestsEntry) ([]byte, error) {
+	return encodeBaseDigests(hdr, 0, entries)
+}
+
+// EncodeKeyedBaseDigests encodes a whole keyed table (an encrypted
+// delta's, recording the base's chunk size) in memory (tests, small
+// tables).
+func EncodeKeyedBaseDigests(hdr BaseDigestsHeader, baseChunkSize int, entries []BaseDigestsEntry) ([]byte, error) {
+	if !validChunkSize(baseChunkSize) {
+		return nil, fmt.Errorf("format: base chunk size %d", baseChunkSize)
+	}
+	return encodeBaseDigests(hdr, baseChunkSize, entries)
+}
+
+func encodeBaseDigests(hdr BaseDigestsHeader, baseChunkSize int, entries []BaseDigestsEntry) ([]byte, error) {
 	var buf bytes.Buffer
-	w, err := NewBaseDigestsWriter(&buf, hdr)
+	w, err := newBaseDigestsWriter(&buf, hdr, baseChunkSize)
 	if err != nil {
 		return nil, err
 	}
@@ -377,4 +425,10 @@ func EncodeBaseDigests(hdr BaseDigestsHeader, entries []BaseDigestsEntry) ([]byt
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// validChunkSize reports whether c is a chunk size the format allows
+// (spec §3): a power of two from MinChunkSize to MaxChunkSize.
+func validChunkSize(c int) bool {
+	return c >= MinChunkSize && c <= MaxChunkSize && c&(c-1) == 0
 }

@@ -201,6 +201,11 @@ func FuzzBaseDigests(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	keyed, err := EncodeKeyedBaseDigests(hdr, 4*blockSize, []BaseDigestsEntry{{0, digestsOf(2, 1)}, {3, digestsOf(1, 3)}, {4, nil}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(keyed)
 	f.Add(good[:BaseDigestsHeaderSize])
 	f.Add([]byte(baseDigestsMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -222,7 +227,12 @@ func FuzzBaseDigests(f *testing.F) {
 			}
 			entries = append(entries, BaseDigestsEntry{e.Chunk, append([]BlockDigest(nil), e.Blocks...)})
 		}
-		again, err := EncodeBaseDigests(r.Header(), entries)
+		var again []byte
+		if bc := r.BaseChunkSize(); bc != 0 {
+			again, err = EncodeKeyedBaseDigests(r.Header(), bc, entries)
+		} else {
+			again, err = EncodeBaseDigests(r.Header(), entries)
+		}
 		if err != nil {
 			t.Fatalf("a table the reader accepted does not encode: %v", err)
 		}

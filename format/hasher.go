@@ -1,6 +1,7 @@
 package format
 
 import (
+	"crypto/sha256"
 	"sync"
 
 	"github.com/seedship/seedship/seal"
@@ -100,4 +101,19 @@ func fillZeroBlocks(rawLen int, blocks []BlockDigest) {
 	if rem := rawLen % blockSize; rem != 0 {
 		ChunkHash(zeroBuf[:rem], blocks[n-1:n])
 	}
+}
+
+// Block returns the digest of one block b (1 byte to 64 KiB) as block k
+// of chunk index: what Chunk records for it. The plain digest ignores the
+// position; the keyed one is bound to it (spec §11.4), which is how a
+// delta of an encrypted image compares a block with its base's digest at
+// the base's position (chunk index and block of the base's chunk size).
+func (h *Hasher) Block(index uint64, k int, b []byte) BlockDigest {
+	if h.keys == nil {
+		s := sha256.Sum256(b)
+		return BlockDigest(s[:blockDigestLen])
+	}
+	d := h.pool.Get().(*seal.Digester)
+	defer h.pool.Put(d)
+	return BlockDigest(d.Block(b, index, uint32(k)))
 }

@@ -89,3 +89,25 @@ func DigestChunk[B ~[BlockDigestLen]byte](d *Digester, raw []byte, index uint64,
 	d.chunk.Sum(h[:0])
 	return h
 }
+
+// Block returns the truncated keyed digest of one block b (1 byte to
+// 64 KiB) as chunk index's block k (spec §11.4):
+// BLAKE3-keyed(Kb, b || LE64(index) || LE32(k))[0:8], the block digest
+// d.Chunk records for it. A delta of an encrypted image computes it at its
+// base's positions to compare a source block with the base's digest of
+// the same bytes, whatever chunk size the delta has.
+func (d *Digester) Block(b []byte, index uint64, k uint32) [BlockDigestLen]byte {
+	if len(b) == 0 || len(b) > BlockSize {
+		panic("seal: Digester.Block of a block outside 1 byte to 64 KiB")
+	}
+	var pos [12]byte
+	binary.LittleEndian.PutUint64(pos[:8], index)
+	binary.LittleEndian.PutUint32(pos[8:], k)
+	d.block.Reset()
+	// blake3.Hasher.Write never fails.
+	_, _ = d.block.Write(b)
+	_, _ = d.block.Write(pos[:])
+	var s [32]byte
+	d.block.Sum(s[:0])
+	return [BlockDigestLen]byte(s[:BlockDigestLen])
+}

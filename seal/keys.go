@@ -42,6 +42,7 @@ const (
 // Keys are the keys of one image, derived from its root key and image
 // ID. A Keys is safe for concurrent use; the Digester it makes is not.
 type Keys struct {
+	root        RootKey // kept for ForImage; never exported
 	imageID     [ImageIDSize]byte
 	chunkAEAD   cipher.AEAD
 	metaAEAD    cipher.AEAD
@@ -52,7 +53,7 @@ type Keys struct {
 
 // DeriveKeys derives an image's keys from its root key (spec §11.2).
 func DeriveKeys(root RootKey, imageID [ImageIDSize]byte) (*Keys, error) {
-	k := &Keys{imageID: imageID}
+	k := &Keys{root: root, imageID: imageID}
 	var err error
 	if k.chunkAEAD, err = newGCM(derive(root, imageID[:], labelChunkAEAD)); err != nil {
 		return nil, err
@@ -90,4 +91,14 @@ func newGCM(key [KeySize]byte) (cipher.AEAD, error) {
 		return nil, fmt.Errorf("seal: gcm: %w", err)
 	}
 	return g, nil
+}
+
+// ForImage derives the keys of another image under the same root key
+// (spec §11.2): a delta image is encrypted under its base's root key, so
+// that the same identities open it and its digest keys (Kb, Kh: per root
+// key, not per image) compare its blocks with the base's. Its per-image
+// keys (Kc, Km, Kmac) are its own, salted with its image ID. The root key
+// itself never leaves seal.
+func (k *Keys) ForImage(imageID [ImageIDSize]byte) (*Keys, error) {
+	return DeriveKeys(k.root, imageID)
 }

@@ -35,13 +35,19 @@ The delta's chunk size is its own: by default 64KiB up to 16GiB sources, then th
 of two that keeps the delta at most 262,144 chunks (1MiB for 256GiB, 4MiB for 1TiB); a changed
 block costs its whole chunk. A source smaller than IMAGE is refused.
 
+An encrypted IMAGE (capture --recipient) needs --identity FILE (an age-keygen identity file of one
+of its recipients; repeatable) or --passphrase-file FILE: without one that opens it, delta stops
+before DEST is created (exit 2). The delta is then encrypted under IMAGE's key, for the same
+recipients and passphrase: whatever opens IMAGE opens the delta, and its restore needs it too.
+A delta of an encrypted delta is not made: compute it against the full encrypted image.
+
 A later catch-up is a delta of the delta: give the delta the target last received as IMAGE and
 the images below it with --chain (nearest first, down to the full image); apply it onto the target
 that received that delta.
 
 Example:
    seedship delta s3://seeds/site-a/sdb1 /dev/vg0/sdb1-snap /mnt/courier/delta1`,
-		flags: []cli.Flag{
+		flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "chunk-size", Usage: "the delta's chunk size, a power of two from 64KiB to 64MiB", DefaultText: "64KiB up to 16GiB sources, larger beyond"},
 			&cli.IntFlag{Name: "level", Value: engine.DefaultDeltaLevel, Usage: "zstd level of the changed chunks, 1 fastest … 22 smallest; -1 stores them uncompressed"},
 			&cli.StringFlag{Name: "segment-size", Value: "1GiB", Usage: "close a segment file after this many bytes, 64KiB to 16GiB"},
@@ -50,7 +56,7 @@ Example:
 			&cli.StringSliceFlag{Name: "chain", Usage: "when IMAGE is itself a delta: the image it was computed against, and so on down to the full image, nearest first (repeat the flag); only their manifests and indexes are read"},
 			workersFlag("hash/compress", ""),
 			signKeyFlag(), signPassphraseFlag(),
-		},
+		}, identityFlags()...),
 		run: runDelta,
 	})
 }
@@ -91,6 +97,10 @@ func runDelta(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	ids, err := identitiesOf(c)
+	if err != nil {
+		return err
+	}
 	chainLocs := c.StringSlice("chain")
 	for _, loc := range chainLocs {
 		if err := checkImageLocation("chain image", loc); err != nil {
@@ -126,6 +136,7 @@ func runDelta(c *cli.Context, args []string) error {
 	res, err := engine.Delta(c.Context, base, src, dst, engine.DeltaOptions{
 		ChunkSize: int(chunk), Level: c.Int("level"), SegmentSize: seg, Parity: geo,
 		Workers: c.Int("workers"), Tool: "seedship " + version, Progress: p.progress, Chain: chain, SignManifest: signManifest(signer),
+		Identities: ids,
 	})
 	p.endProgress()
 	if err != nil {

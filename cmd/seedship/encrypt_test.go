@@ -263,11 +263,25 @@ func TestEncryptedBadKeys(t *testing.T) {
 			absent(t, dst, "a copy refused for its key file must not create its destination")
 		})
 	}
-	// A delta of an encrypted image is not in this version.
-	dst := filepath.Join(t.TempDir(), "delta")
-	oneLineError(t, expect(t, exitUsage, "delta", img, src, dst), "encrypted")
-	if files := treeOf(t, dst); len(files) != 0 {
-		t.Errorf("a refused delta wrote %v", keys(files))
+	// A delta of an encrypted image needs a key that opens it, and a
+	// key file it can read; each refusal comes before DEST is created.
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		names []string
+	}{
+		{"no identity", nil, []string{"no identity given opens this image's key"}},
+		{"identity file: a recipient", []string{"--identity", notIdentity}, []string{notIdentity, "line 2"}},
+		{"identity file: missing", []string{"--identity", missing}, []string{missing}},
+		{"passphrase file: empty", []string{"--passphrase-file", emptyPass}, []string{emptyPass}},
+	} {
+		t.Run("delta "+tc.name, func(t *testing.T) {
+			dst := filepath.Join(t.TempDir(), "delta")
+			oneLineError(t, expect(t, exitUsage, append(append([]string{"delta"}, tc.args...), img, src, dst)...), tc.names...)
+			if files := treeOf(t, dst); len(files) != 0 {
+				t.Errorf("a refused delta wrote %v", keys(files))
+			}
+		})
 	}
 }
 
