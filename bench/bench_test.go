@@ -391,6 +391,9 @@ func (p *pair) rounds(b *testing.B, c *config, prepare func(ours bool), ours fun
 			if prepare != nil {
 				prepare(isOurs)
 			}
+			// What the previous run wrote is flushed now, untimed, so
+			// that its writeback is not charged to the next command.
+			syscall.Sync()
 			if isOurs {
 				r := ours()
 				p.ours = append(p.ours, r.elapsed)

@@ -53,7 +53,17 @@ type SegmentScanner struct {
 	off     int64
 	hdrErr  error
 	eof     error // set once the stream ended early or failed
+	// skipDigests: the reader checks every chunk against its chunk hash
+	// instead (SkipStoredDigests).
+	skipDigests bool
 }
+
+// SkipStoredDigests makes Next compute and check no stored digest
+// (Frame.Stored stays zero), for a reader that opens every chunk and
+// checks it against its chunk hash and block digests: a frame that
+// decodes to its chunk hash is right, and its stored digest would prove
+// nothing more, at the cost of hashing every stored byte again.
+func (s *SegmentScanner) SkipStoredDigests() { s.skipDigests = true }
 
 // NewSegmentScanner starts scanning data segment seg, whose stored chunks
 // are chunks (from [Manifest.SegmentChunks]), from r positioned at the
@@ -147,10 +157,13 @@ func (s *SegmentScanner) Next(buf []byte) (Frame, []byte, error) {
 	if err := s.read(buf); err != nil {
 		return Frame{}, buf, cerr(err)
 	}
-	d := FrameDigest(buf[:FrameHeaderSize], buf[FrameHeaderSize:])
-	if s.entries != nil {
-		if err := s.entries[s.pos-1].CheckStoredDigest(d); err != nil {
-			return Frame{}, buf, cerr(err)
+	var d Hash
+	if !s.skipDigests {
+		d = FrameDigest(buf[:FrameHeaderSize], buf[FrameHeaderSize:])
+		if s.entries != nil {
+			if err := s.entries[s.pos-1].CheckStoredDigest(d); err != nil {
+				return Frame{}, buf, cerr(err)
+			}
 		}
 	}
 	f, err := s.m.ParseFrame(idx, buf)

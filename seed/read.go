@@ -340,7 +340,7 @@ func (r *reader) verify(w frameWork, out []byte, blocks []format.BlockDigest) er
 	chunkErr := func(err error) error {
 		return r.damage(damageOf("", &format.ChunkError{Index: i, Offset: off, Length: length, Segment: c.Segment, Err: err}))
 	}
-	if w.entry != nil {
+	if w.entry != nil && !r.opensChunks() {
 		if err := checkStored(w); err != nil {
 			return chunkErr(err)
 		}
@@ -450,6 +450,9 @@ func (r *reader) segment(ctx context.Context, n uint32) error {
 	sc, err := format.NewSegmentScanner(bufio.NewReaderSize(body, streamBuffer), r.im.m, n, r.im.chunks[n])
 	if err != nil {
 		return err
+	}
+	if r.opensChunks() {
+		sc.SkipStoredDigests()
 	}
 	if herr := sc.HeaderErr(); herr != nil {
 		if err := r.damage(damageOf(key, segmentErr(id, nil, fmt.Errorf("header: %w", herr)))); err != nil {
@@ -596,4 +599,14 @@ func (r *reader) checkedAs() string {
 		return "matches its stored digest"
 	}
 	return "decodes"
+}
+
+// opensChunks reports whether the read opens every chunk and checks it
+// against its chunk hash and block digests (a deep read of an image with
+// data): then a frame that decodes to its chunk hash is right, and its
+// stored digest, which transport reads, copy and repair check, is not
+// computed again. A digest-only image's frames hold no data to open:
+// their stored digests are checked.
+func (r *reader) opensChunks() bool {
+	return r.codec != nil && !r.im.m.Header.RequiresFeature(format.FeatureDigestOnly)
 }

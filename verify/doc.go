@@ -1,7 +1,7 @@
 // Package verify checks a seedship image, or a device against an image, and
 // reports what it found. It is checking and reporting on top of package
 // seed, the one image reader: [Check] has seed read every manifest file,
-// every data segment (stored digests, chunk hashes, block digests,
+// every data segment (chunk hashes and block digests, or stored digests,
 // headers, indexes, footers) and every parity segment (rows against their
 // CRC-32C and rows digest), and asks seed whether parity can rebuild each
 // damaged stripe; [Device] compares a device or file with the manifest's
@@ -15,7 +15,8 @@
 // A check of an image has a depth (Report.Depth, spec §11.7). It is deep
 // on a plain image and on an encrypted one unlocked with its key: every
 // chunk opened (decrypted, decompressed) and checked against its chunk
-// hash, after its stored bytes were checked against their stored digest.
+// hash and block digests, which proves its stored bytes as well (their
+// stored digests are not computed again).
 // It checks transport integrity only on an encrypted image without its
 // key, or when asked (ScanOptions.Transport): every stored byte against
 // its stored digest, with every structure, parity row and manifest copy,

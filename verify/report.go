@@ -65,7 +65,7 @@ type Depth string
 const (
 	// DepthDeep: every stored chunk was opened (decrypted in an
 	// encrypted image, decompressed) and checked against its chunk hash
-	// and block digests, after its stored digest.
+	// and block digests (which proves its stored bytes too).
 	DepthDeep Depth = "deep"
 	// DepthTransport: only the stored bytes were checked, against their
 	// stored digests, with every structure, parity row and manifest copy;

@@ -124,7 +124,7 @@ func TestVectorsAgreeWithVerify(t *testing.T) {
 				if !rep.OK() {
 					t.Fatalf("clean vector has findings: %v", rep.Findings)
 				}
-				want := []verify.CheckKind{verify.CheckChunkHashes, verify.CheckBlockDigests, verify.CheckStoredDigests, verify.CheckSegments}
+				want := []verify.CheckKind{verify.CheckChunkHashes, verify.CheckBlockDigests, verify.CheckSegments}
 				if im.Manifest().Stripes() > 0 {
 					want = append(want, verify.CheckParityRows)
 				}

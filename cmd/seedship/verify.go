@@ -29,9 +29,9 @@ func verifyCommand() *cli.Command {
 		operands: []operand{image},
 		help: `
 Without --device: checks every stored byte of IMAGE, in parallel, in one of two depths.
-  deep       every chunk's stored bytes are checked against their stored digest, then the chunk is
-             opened (decrypted, decompressed) and checked against its hash in the manifest; with
-             every segment's header, index and footer, every parity row and every manifest copy.
+  deep       every chunk is opened (decrypted, decompressed) and checked against its hash in the
+             manifest and its block digests, which proves its stored bytes too; with every
+             segment's header, index and footer, every parity row and every manifest copy.
              Only a deep check shows that the image restores its source.
   transport  every stored byte against its stored digest (kept in the segment indexes, which the
              manifest authenticates), every structure, parity row and manifest copy; no chunk is
