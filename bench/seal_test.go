@@ -37,7 +37,7 @@ const sealPiece = 2 * mib
 //   - raw passes (one core), what capture hashes: today's sha256-tree
 //     (format.ChunkHash), the same shape keyed with HMAC-SHA-256, and
 //     seal's keyed BLAKE3 tree; and capture's whole per-chunk encode
-//     (format.ChunkCodec.Encode: hash, filter, zstd -3), from which it
+//     (format.ChunkCodec.EncodeAt: hash, filter, zstd -3), from which it
 //     projects an encrypted capture's CPU;
 //   - stored passes over the data segments an unencrypted capture of the
 //     image wrote (about a quarter of the raw bytes), what keyless verify
@@ -113,7 +113,7 @@ func BenchmarkSeal(b *testing.B) {
 			return eachChunk(img, func(i uint64, p []byte) { format.ChunkHash(p, blocks) })
 		}},
 		{name: "raw capture encode (sha256-tree + x86 filter + zstd -3, format.ChunkCodec)", bytes: raw, run: func() error {
-			return eachChunk(img, func(i uint64, p []byte) { codec.Encode(p, encodeOut, blocks) })
+			return eachChunk(img, func(i uint64, p []byte) { codec.EncodeAt(i, p, encodeOut, blocks) })
 		}},
 		{name: "raw hmac-sha256-tree", bytes: raw, run: func() error {
 			return eachChunk(img, func(i uint64, p []byte) { hmacTree(hkey, p, i, sblocks) })

@@ -522,11 +522,6 @@ func TestEncodeDecodeAt(t *testing.T) {
 			if !bytes.Equal(raw, tc.raw) || got[0] != blocks[0] {
 				t.Fatal("decoded bytes or block digests differ")
 			}
-			if tc.keyed {
-				if _, err := c.Decode(ec.Codec, ec.Payload, len(tc.raw), ec.Hash, nil, nil); err == nil {
-					t.Fatal("Decode without an index on a keyed codec succeeded")
-				}
-			}
 		})
 	}
 	// Codec 0x82 (plain zstd, sealed) is not written but must be read.
@@ -609,7 +604,7 @@ func TestCodecRefusesMixing(t *testing.T) {
 	defer plain.Close()
 	blocks := make([]BlockDigest, 1)
 	sealed := keyed.EncodeAt(0, text, nil, blocks)
-	unsealed := plain.Encode(text, nil, blocks)
+	unsealed := plain.EncodeAt(0, text, nil, blocks)
 
 	if _, err := keyed.DecodeAt(0, unsealed.Codec, unsealed.Payload, len(text), unsealed.Hash, nil, nil); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("keyed codec decoding an unsealed payload: %v", err)
@@ -633,13 +628,11 @@ func TestCodecRefusesMixing(t *testing.T) {
 		}
 		return w
 	}
-	refusedByKeyed := keyed.Encode(text, nil, blocks)
 	for _, tc := range []struct {
 		name  string
 		keyed bool
 		ec    EncodedChunk
 	}{
-		{"index-less Encode of a keyed codec", true, refusedByKeyed},
 		{"unsealed chunk into an encrypted image", true, unsealed},
 		{"sealed chunk into a plain image", false, sealed},
 	} {

@@ -1,7 +1,6 @@
 package format
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -19,11 +18,6 @@ type EncodedChunk struct {
 	Zero    bool          // all zero: nothing is stored
 	Codec   Codec         // how Payload is stored (unset when Zero)
 	Payload []byte        // stored bytes (nil when Zero)
-
-	// refused is why this chunk must not be stored: it came from a
-	// call that cannot encode for the codec's image (Encode on a keyed
-	// codec). ImageWriter.Add returns it.
-	refused error
 }
 
 // ChunkCodec hashes, compresses and decompresses chunk payloads; after
@@ -130,20 +124,6 @@ func (c *ChunkCodec) Keyed() bool { return c.keys != nil }
 // hasher of the keys given to SetKeys.
 func (c *ChunkCodec) Hasher() *Hasher { return c.hasher }
 
-// errNeedsIndex refuses the index-less calls on a keyed codec: a sealed
-// payload and a keyed digest are bound to the chunk's index.
-var errNeedsIndex = errors.New("format: a chunk of an encrypted image is encoded and decoded with its index (EncodeAt, DecodeAt): a bug")
-
-// Encode is EncodeAt for a codec without keys, whose hashes do not depend
-// on the chunk index. On a keyed codec it encodes nothing: it returns a
-// chunk that ImageWriter.Add refuses, never an unsealed one.
-func (c *ChunkCodec) Encode(raw, dst []byte, blocks []BlockDigest) EncodedChunk {
-	if c.keys != nil {
-		return EncodedChunk{RawLen: len(raw), refused: errNeedsIndex}
-	}
-	return c.EncodeAt(0, raw, dst, blocks)
-}
-
 // EncodeAt hashes chunk index's raw bytes and, unless they are all zero,
 // compresses them into dst (reusing dst's capacity), then, on a keyed
 // codec, seals the result into dst (spec §11.3; dst should then have
@@ -228,15 +208,6 @@ func digestChunk(h *Hasher, index uint64, raw []byte, blocks []BlockDigest) (Enc
 	ec.Hash = h.Chunk(index, raw, ec.Blocks)
 	ec.Codec = CodecDigestOnly
 	return ec, nil
-}
-
-// Decode is DecodeAt for a codec without keys. On a keyed codec it
-// returns an error and decodes nothing.
-func (c *ChunkCodec) Decode(codec Codec, payload []byte, rawLen int, want Hash, dst []byte, blocks []BlockDigest) ([]byte, error) {
-	if c.keys != nil {
-		return nil, errNeedsIndex
-	}
-	return c.DecodeAt(0, codec, payload, rawLen, want, dst, blocks)
 }
 
 // DecodeAt turns chunk index's stored payload back into rawLen raw bytes

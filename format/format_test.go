@@ -64,7 +64,7 @@ func buildImage(t testing.TB, src []byte, chunk int, segSize int64) (*Manifest, 
 	blocks := make([]BlockDigest, chunk/blockSize+1)
 	for off := 0; off < len(src); off += chunk {
 		raw := src[off:min(off+chunk, len(src))]
-		ec := codec.Encode(raw, nil, blocks)
+		ec := codec.EncodeAt(uint64(off/chunk), raw, nil, blocks)
 		if err := w.Add(&ec); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func restoreImage(t testing.TB, m *Manifest, segs memSegments) ([]byte, []error)
 				continue
 			}
 			off, length := m.ChunkRange(f.Index)
-			raw, err := codec.Decode(f.Codec, f.Payload, int(length), m.Chunks[f.Index].Hash, nil, nil)
+			raw, err := codec.DecodeAt(f.Index, f.Codec, f.Payload, int(length), m.Chunks[f.Index].Hash, nil, nil)
 			if err != nil {
 				errs = append(errs, &ChunkError{Index: f.Index, Err: err})
 				continue
@@ -303,8 +303,8 @@ func TestSegmentFrameLimit(t *testing.T) {
 	raw := bytes.Repeat([]byte("a very compressible chunk "), MinChunkSize/26+1)[:MinChunkSize]
 	blocks := make([]BlockDigest, 1)
 	n := maxFramesPerSegment + 10
-	for range n {
-		ec := codec.Encode(raw, nil, blocks)
+	for i := range n {
+		ec := codec.EncodeAt(uint64(i), raw, nil, blocks)
 		if err := w.Add(&ec); err != nil {
 			t.Fatal(err)
 		}

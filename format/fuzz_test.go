@@ -105,7 +105,7 @@ func FuzzFrame(f *testing.F) {
 		if !PayloadLenOK(fh.Codec, fh.PayloadLen, int64(fh.RawLen)) {
 			t.Fatalf("frame header %+v accepted with a payload its codec does not allow", fh)
 		}
-		raw, err := codec.Decode(fh.Codec, payload, int(fh.RawLen), h, nil, nil)
+		raw, err := codec.DecodeAt(fh.Index, fh.Codec, payload, int(fh.RawLen), h, nil, nil)
 		if err == nil && (ChunkHash(raw, nil) != h || len(raw) != int(fh.RawLen)) {
 			t.Fatal("Decode returned bytes that do not match the hash")
 		}

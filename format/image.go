@@ -202,10 +202,6 @@ func (w *ImageWriter) Add(ec *EncodedChunk) error {
 		return w.err
 	}
 	index := uint64(len(w.chunks))
-	if ec.refused != nil {
-		w.err = ec.refused // nothing recorded: later chunks would be misplaced
-		return w.err
-	}
 	if ec.Zero {
 		h := ec.Hash
 		if w.keys != nil {

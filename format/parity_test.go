@@ -26,7 +26,7 @@ func buildParityImage(t testing.TB, src []byte, chunk int, segSize int64, g Geom
 	}
 	blocks := make([]BlockDigest, chunk/blockSize+1)
 	for off := 0; off < len(src); off += chunk {
-		ec := codec.Encode(src[off:min(off+chunk, len(src))], nil, blocks)
+		ec := codec.EncodeAt(uint64(off/chunk), src[off:min(off+chunk, len(src))], nil, blocks)
 		if err := w.Add(&ec); err != nil {
 			t.Fatal(err)
 		}

@@ -37,7 +37,7 @@ type Frame struct {
 // guided by the manifest: it knows where every frame must be, so damage to
 // one frame is reported for that chunk and scanning goes on with the next.
 // Payloads it returns are not yet verified against the chunk hash: pass
-// them to [ChunkCodec.Decode] with the manifest's hash. Their stored
+// them to [ChunkCodec.DecodeAt] with the manifest's hash. Their stored
 // digests are checked against the segment index: by Next when the index
 // was given up front ([SegmentScanner.UseIndex]), else by Finish, which
 // reports mismatches of frames already returned ([SegmentScanner.LateDamage]).

@@ -192,7 +192,7 @@ func writeVector(t *testing.T, vs vectorSpec) {
 	}
 	blocks := make([]BlockDigest, vs.chunk/blockSize)
 	for off := 0; off < len(src); off += vs.chunk {
-		ec := codec.Encode(src[off:min(off+vs.chunk, len(src))], nil, blocks)
+		ec := codec.EncodeAt(uint64(off/vs.chunk), src[off:min(off+vs.chunk, len(src))], nil, blocks)
 		if err := w.Add(&ec); err != nil {
 			t.Fatal(err)
 		}

@@ -51,7 +51,7 @@ func bombImage(t testing.TB, n int) *memstore.Store {
 	src := bytes.Repeat([]byte("not zero "), 65536*n/9+1)[:65536*n]
 	blocks := make([]format.BlockDigest, 1)
 	for off := 0; off < len(src); off += 65536 {
-		ec := codec.Encode(src[off:off+65536], nil, blocks)
+		ec := codec.EncodeAt(uint64(off/65536), src[off:off+65536], nil, blocks)
 		ec.Codec, ec.Payload = format.CodecZstd, bomb
 		if err := w.Add(&ec); err != nil {
 			t.Fatal(err)

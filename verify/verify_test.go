@@ -794,7 +794,7 @@ func TestCheckDetectsEveryChangedDataByte(t *testing.T) {
 	defer codec.Close()
 	b, _ := os.ReadFile(path(d, seg))
 	_, n := ti.m.ChunkRange(k)
-	if _, err := codec.Decode(c.Codec, b[c.Offset+format.FrameHeaderSize:c.Offset+c.FrameLen()], int(n), c.Hash, nil, nil); err != nil {
+	if _, err := codec.DecodeAt(k, c.Codec, b[c.Offset+format.FrameHeaderSize:c.Offset+c.FrameLen()], int(n), c.Hash, nil, nil); err != nil {
 		t.Skipf("the decoder rejects the unused descriptor bit now (%v): nothing slips through", err)
 	}
 	rep := check(t, st, ti.m)

@@ -127,24 +127,7 @@ func saveContinuation(ct *engine.Continuation, labels []volume.Label, src volume
 		return "", err
 	}
 	path := filepath.Join(dir, f.ImageID+".json")
-	tmp, err := os.CreateTemp(dir, ".continuation-*")
-	if err != nil {
-		return "", fmt.Errorf("write the continuation state in %s: %w", dir, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
+	err = writeFileAtomic(path, b)
 	if err != nil {
 		return "", fmt.Errorf("write the continuation state %s: %w", path, err)
 	}
