@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"filippo.io/age"
 	"fmt"
 	"os"
 	"time"
@@ -106,13 +107,12 @@ func runExtend(c *cli.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	m, who, err := openExtendImage(c.Context, st, trust)
+	ids, err := identitiesOf(c)
 	if err != nil {
 		return err
 	}
-	// An encrypted image seals its seed token and whole-source SHA-256
-	// (spec §11.5): extend needs its key for both.
-	if err := unsealForExtend(c, m); err != nil {
+	m, who, err := openExtendImage(c.Context, st, trust, ids)
+	if err != nil {
 		return err
 	}
 	x := &extension{c: c, p: newPrinter(c, "extend"), run: run, m: m, img: verify.ImageOf(m, st.String()), target: target, trust: trust,
@@ -293,11 +293,12 @@ func extendReadBack(ctx context.Context, m *format.Manifest, location, target st
 // bytes the returned manifest was decoded from (one read of the
 // manifest): a store that serves a signed manifest to a first read and
 // another to a second gains nothing.
-func openExtendImage(ctx context.Context, st store.Store, trust *sign.Trust) (*format.Manifest, *sign.Signatory, error) {
-	if trust == nil {
-		m, err := engine.OpenImage(ctx, st)
-		return m, nil, err
-	}
+//
+// An encrypted image seals its seed token and whole-source SHA-256 (spec
+// §11.5): extend needs its key for both, and opens it with ids after the
+// signature is checked (no key that opens it: exit 2; a MAC that fails:
+// exit 3).
+func openExtendImage(ctx context.Context, st store.Store, trust *sign.Trust, ids []age.Identity) (*format.Manifest, *sign.Signatory, error) {
 	im, err := seed.Open(ctx, st)
 	if err != nil {
 		// engine.OpenImage classifies the failure (not an image, another
@@ -307,18 +308,24 @@ func openExtendImage(ctx context.Context, st store.Store, trust *sign.Trust) (*f
 		}
 		return nil, nil, fmt.Errorf("open %s: %w", st, err)
 	}
-	keys := []string{im.ManifestKey()}
-	for _, k := range append([]string{format.ManifestKey}, im.Manifest().CopyKeys()...) {
-		if k != im.ManifestKey() {
-			keys = append(keys, k)
+	var who *sign.Signatory
+	if trust != nil {
+		keys := []string{im.ManifestKey()}
+		for _, k := range append([]string{format.ManifestKey}, im.Manifest().CopyKeys()...) {
+			if k != im.ManifestKey() {
+				keys = append(keys, k)
+			}
+		}
+		who, err = sign.VerifyStored(ctx, st, keys, im.ManifestBytes(), trust)
+		if sign.Refused(err) {
+			return nil, nil, signedCheckError(&resync.CheckError{Condition: resync.CondImageSigned, Problem: err.Error(),
+				Fix: "extend only an image signed by a key the trust file lists (capture --sign-key)", Cause: err})
+		}
+		if err != nil {
+			return nil, nil, err
 		}
 	}
-	who, err := sign.VerifyStored(ctx, st, keys, im.ManifestBytes(), trust)
-	if sign.Refused(err) {
-		return nil, nil, signedCheckError(&resync.CheckError{Condition: resync.CondImageSigned, Problem: err.Error(),
-			Fix: "extend only an image signed by a key the trust file lists (capture --sign-key)", Cause: err})
-	}
-	if err != nil {
+	if err := im.Unlock(ids); err != nil {
 		return nil, nil, err
 	}
 	return im.Manifest(), who, nil
@@ -333,29 +340,4 @@ func signedCheckError(err error) error {
 		return &classified{kind: engine.ErrIntegrity, err: err}
 	}
 	return resyncError(err)
-}
-
-// unsealForExtend opens an encrypted image's manifest with --identity or
-// --passphrase-file (after its signature was checked): without a key
-// that opens it, extend cannot read the seed token, which is bad input
-// (exit 2); a manifest whose MAC fails is damage (exit 3).
-func unsealForExtend(c *cli.Context, m *format.Manifest) error {
-	if !m.Encrypted() || m.Unsealed() {
-		return nil
-	}
-	ids, err := identitiesOf(c)
-	if err != nil {
-		return err
-	}
-	keys, err := format.OpenKeys(&m.Header, ids)
-	if err != nil {
-		if format.IsDamage(err) {
-			return fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
-		}
-		return fmt.Errorf("%w: extend: the image is encrypted and its seed token sealed: %w", engine.ErrBadInput, err)
-	}
-	if err := m.Unseal(keys); err != nil {
-		return fmt.Errorf("%w: %w", engine.ErrIntegrity, err)
-	}
-	return nil
 }
